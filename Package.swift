@@ -1,0 +1,109 @@
+// swift-tools-version: 6.1
+//
+// SwiftEvent: libevent rebuilt in Swift for Linux servers.
+// Layers (bottom to top) follow ../shared/DESIGN.md: C shims, EventLocking,
+// EventBackends, EventCore. Each layer imports only the layers below it.
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "SwiftEvent",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "EventCore", targets: ["EventCore"]),
+        .library(name: "EventLocking", targets: ["EventLocking"]),
+        .library(name: "EventBackends", targets: ["EventBackends"]),
+        .executable(name: "event-bench", targets: ["EventBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // What Swift cannot import: epoll/eventfd/timerfd, the async-signal-safe
+        // signal handler, fd_set-sized select, the thread-local thread id.
+        .target(
+            name: "CEventShims",
+            path: "Sources/CShims/CEventShims"
+        ),
+        // liburcu (memb flavour), linked through pkg-config. No _LGPL_SOURCE.
+        .systemLibrary(
+            name: "CLibURCU",
+            path: "Sources/CShims/CLibURCU",
+            pkgConfig: "liburcu-memb",
+            providers: [.apt(["liburcu-dev"])]
+        ),
+        // Wrappers over liburcu's exported calls, thread registration and the
+        // ThreadSanitizer annotations for grace periods.
+        .target(
+            name: "CURCUShim",
+            dependencies: ["CLibURCU"],
+            path: "Sources/CShims/CURCUShim"
+        ),
+        .target(
+            name: "EventLocking",
+            dependencies: [
+                "CEventShims",
+                "CURCUShim",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Locking",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EventBackends",
+            dependencies: ["CEventShims"],
+            path: "Sources/Backends",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EventCore",
+            dependencies: [
+                "CEventShims",
+                "EventLocking",
+                "EventBackends",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Base",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "EventBench",
+            dependencies: [
+                "EventCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Tools/EventBench",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventLockingTests",
+            dependencies: ["EventLocking"],
+            path: "Tests/EventLockingTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventBackendsTests",
+            dependencies: ["EventBackends", "CEventShims"],
+            path: "Tests/EventBackendsTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventCoreTests",
+            dependencies: ["EventCore", "CEventShims"],
+            path: "Tests/EventCoreTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StressTests",
+            dependencies: ["EventCore"],
+            path: "StressTests",
+            swiftSettings: strict
+        ),
+    ]
+)

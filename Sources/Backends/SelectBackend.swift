@@ -1,0 +1,126 @@
+import CEventShims
+import Glibc
+
+/// select(2) with sets sized to the largest watched descriptor, so
+/// descriptors at or above FD_SETSIZE work (libevent 2.1 aborts there).
+/// No early close: select cannot tell a hang-up from readable data.
+public final class SelectBackend: Backend {
+    public var kind: BackendKind { .select }
+    public var features: BackendFeatures { BackendKind.select.features }
+
+    /// Interest sets, one bit per descriptor, 64 per word.
+    private var readInterest: [UInt64] = []
+    private var writeInterest: [UInt64] = []
+    /// Result sets handed to the kernel; same length as the interest sets.
+    private var readResult: [UInt64] = []
+    private var writeResult: [UInt64] = []
+    private var highestFD: Int32 = -1
+    private var ready = ReadyBuffer(capacity: 32)
+    private var isClosed = false
+
+    public init() {}
+
+    deinit { close() }
+
+    public func update(fd: Int32, from old: IOEvents, to new: IOEvents, edgeTriggered: Bool) throws(SystemCallError) {
+        if new.contains(.closed) && !old.contains(.closed) {
+            throw SystemCallError(call: "select: early close is not supported", errno: EOPNOTSUPP, fd: fd)
+        }
+        let word = Int(fd) >> 6
+        let bit = UInt64(1) << UInt64(fd & 63)
+        if word >= readInterest.count {
+            if new.isEmpty { return }
+            let words = max(word + 1, readInterest.count * 2)
+            for array in [\SelectBackend.readInterest, \.writeInterest, \.readResult, \.writeResult] {
+                self[keyPath: array].append(contentsOf: repeatElement(0, count: words - self[keyPath: array].count))
+            }
+        }
+        if new.contains(.read) { readInterest[word] |= bit } else { readInterest[word] &= ~bit }
+        if new.contains(.write) { writeInterest[word] |= bit } else { writeInterest[word] &= ~bit }
+        if !new.isEmpty {
+            highestFD = max(highestFD, fd)
+        } else if fd == highestFD {
+            recomputeHighest()
+        }
+    }
+
+    private func recomputeHighest() {
+        var word = Int(highestFD) >> 6
+        while word >= 0 {
+            let bits = readInterest[word] | writeInterest[word]
+            if bits != 0 {
+                highestFD = Int32(word * 64 + 63 - bits.leadingZeroBitCount)
+                return
+            }
+            word -= 1
+        }
+        highestFD = -1
+    }
+
+    public func wait(timeoutNanoseconds: Int64) throws(SystemCallError) -> UnsafeBufferPointer<ReadyDescriptor> {
+        ready.count = 0
+        let words = highestFD < 0 ? 0 : Int(highestFD) / 64 + 1
+        for i in 0..<words {
+            readResult[i] = readInterest[i]
+            writeResult[i] = writeInterest[i]
+        }
+        let n: Int32 = readResult.withUnsafeMutableBufferPointer { r in
+            writeResult.withUnsafeMutableBufferPointer { w in
+                se_select(highestFD + 1, r.baseAddress, w.baseAddress, timeoutNanoseconds)
+            }
+        }
+        if n < 0 {
+            if errno == EINTR { return ready.buffer }
+            if errno == EBADF { return reportInvalidDescriptors(words: words) }
+            throw .last("select")
+        }
+        guard n > 0 else { return ready.buffer }
+        ready.reserve(Int(n))
+        for i in 0..<words {
+            var bits = readResult[i] | writeResult[i]
+            while bits != 0 {
+                let offset = bits.trailingZeroBitCount
+                bits &= bits - 1
+                let mask = UInt64(1) << UInt64(offset)
+                var what: UInt32 = 0
+                if readResult[i] & mask != 0 { what |= SE_READY_READ }
+                if writeResult[i] & mask != 0 { what |= SE_READY_WRITE }
+                ready.append(fd: Int32(i * 64 + offset), what: what)
+            }
+        }
+        return ready.buffer
+    }
+
+    /// select fails as a whole when a watched descriptor was closed. Report
+    /// each such descriptor as readable and writable (poll's POLLNVAL), so
+    /// its owner's read or write sees EBADF, instead of failing every wait.
+    private func reportInvalidDescriptors(words: Int) -> UnsafeBufferPointer<ReadyDescriptor> {
+        for i in 0..<words {
+            var bits = readInterest[i] | writeInterest[i]
+            while bits != 0 {
+                let offset = bits.trailingZeroBitCount
+                bits &= bits - 1
+                let fd = Int32(i * 64 + offset)
+                if fcntl(fd, F_GETFD) < 0 && errno == EBADF {
+                    ready.reserve(ready.count + 1)
+                    ready.append(fd: fd, what: SE_READY_READ | SE_READY_WRITE)
+                }
+            }
+        }
+        return ready.buffer
+    }
+
+    public func reinitialize() throws(SystemCallError) {
+        for i in 0..<readInterest.count {
+            readInterest[i] = 0
+            writeInterest[i] = 0
+        }
+        highestFD = -1
+    }
+
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        ready.free()
+    }
+}

@@ -2,8 +2,11 @@
 /// select on Linux; kqueue belongs here when macOS is added. Nothing above
 /// this layer assumes a particular method.
 ///
-/// A backend is used by one thread at a time (the base's writer); it takes no
-/// lock of its own.
+/// A backend takes no lock of its own. ``update(fd:from:to:edgeTriggered:)``
+/// and ``prepareWait()`` need the base's writer access; ``wait(timeoutNanoseconds:)``
+/// touches only what `prepareWait` set up, so a shared base may run it
+/// without its lock while other threads update registrations (libevent
+/// copies poll's array for the same reason).
 public protocol Backend: AnyObject {
     var kind: BackendKind { get }
     var features: BackendFeatures { get }
@@ -11,6 +14,9 @@ public protocol Backend: AnyObject {
     /// Changes what `fd` is watched for, from `old` to `new` (libevent's
     /// `add`/`del` pair): empty `old` adds, empty `new` removes.
     func update(fd: Int32, from old: IOEvents, to new: IOEvents, edgeTriggered: Bool) throws(SystemCallError)
+
+    /// Snapshots the registrations for the next wait.
+    func prepareWait()
 
     /// Waits until a watched descriptor is ready or `timeoutNanoseconds`
     /// passes (negative: no limit) and returns the ready descriptors. The

@@ -70,6 +70,9 @@ public final class EpollBackend: Backend {
         if se_epoll_ctl(epfd, 1, fd, new.rawValue, et) < 0 { throw .last("epoll_ctl(ADD)", fd: fd) }
     }
 
+    /// The kernel holds epoll's registrations: nothing to snapshot.
+    public func prepareWait() {}
+
     public func wait(timeoutNanoseconds: Int64) throws(SystemCallError) -> UnsafeBufferPointer<ReadyDescriptor> {
         var timeoutMs = milliseconds(roundingUp: timeoutNanoseconds)
         if timerFD >= 0 {

@@ -7,9 +7,16 @@ public final class PollBackend: Backend {
     public var kind: BackendKind { .poll }
     public var features: BackendFeatures { BackendKind.poll.features }
 
+    /// Registrations, changed by `update`.
     private var fds: UnsafeMutablePointer<pollfd>
     private var capacity = 32
     private var count = 0
+    /// The array the wait polls: a copy of `fds`, refreshed by `prepareWait`
+    /// only when `update` changed something.
+    private var waitFDs: UnsafeMutablePointer<pollfd>
+    private var waitCapacity = 32
+    private var waitCount = 0
+    private var changed = false
     /// fd -> index in `fds` plus one (0: not watched).
     private var slotOf: [Int32] = []
     private var ready = ReadyBuffer(capacity: 32)
@@ -18,11 +25,14 @@ public final class PollBackend: Backend {
 
     public init() {
         fds = .allocate(capacity: capacity)
+        waitFDs = .allocate(capacity: waitCapacity)
     }
 
     deinit { close() }
 
     public func update(fd: Int32, from old: IOEvents, to new: IOEvents, edgeTriggered: Bool) throws(SystemCallError) {
+        if old.isEmpty && !new.isEmpty && fcntl(fd, F_GETFD) < 0 { throw .last("fcntl(F_GETFD)", fd: fd) }
+        changed = true
         let index = Int(fd)
         if index >= slotOf.count {
             if new.isEmpty { return }
@@ -60,8 +70,22 @@ public final class PollBackend: Backend {
         slotOf[index] = Int32(count)
     }
 
+    public func prepareWait() {
+        guard changed else { return }
+        changed = false
+        if waitCapacity < count {
+            waitFDs.deallocate()
+            waitCapacity = capacity
+            waitFDs = .allocate(capacity: waitCapacity)
+        }
+        waitFDs.update(from: fds, count: count)
+        waitCount = count
+    }
+
     public func wait(timeoutNanoseconds: Int64) throws(SystemCallError) -> UnsafeBufferPointer<ReadyDescriptor> {
         ready.count = 0
+        let fds = waitFDs
+        let count = waitCount
         let n = poll(fds, nfds_t(count), milliseconds(roundingUp: timeoutNanoseconds))
         if n < 0 {
             if errno == EINTR { return ready.buffer }
@@ -91,6 +115,7 @@ public final class PollBackend: Backend {
 
     public func reinitialize() throws(SystemCallError) {
         count = 0
+        changed = true
         slotOf.removeAll(keepingCapacity: true)
     }
 
@@ -98,6 +123,7 @@ public final class PollBackend: Backend {
         guard !isClosed else { return }
         isClosed = true
         fds.deallocate()
+        waitFDs.deallocate()
         ready.free()
     }
 }

@@ -11,10 +11,14 @@ public final class SelectBackend: Backend {
     /// Interest sets, one bit per descriptor, 64 per word.
     private var readInterest: [UInt64] = []
     private var writeInterest: [UInt64] = []
-    /// Result sets handed to the kernel; same length as the interest sets.
+    private var highestFD: Int32 = -1
+    /// The interest sets as of `prepareWait`, and the sets handed to the
+    /// kernel; owned by the waiting thread.
+    private var readSnapshot: [UInt64] = []
+    private var writeSnapshot: [UInt64] = []
     private var readResult: [UInt64] = []
     private var writeResult: [UInt64] = []
-    private var highestFD: Int32 = -1
+    private var snapshotHighestFD: Int32 = -1
     private var ready = ReadyBuffer(capacity: 32)
     private var isClosed = false
 
@@ -26,14 +30,14 @@ public final class SelectBackend: Backend {
         if new.contains(.closed) && !old.contains(.closed) {
             throw SystemCallError(call: "select: early close is not supported", errno: EOPNOTSUPP, fd: fd)
         }
+        if old.isEmpty && !new.isEmpty && fcntl(fd, F_GETFD) < 0 { throw .last("fcntl(F_GETFD)", fd: fd) }
         let word = Int(fd) >> 6
         let bit = UInt64(1) << UInt64(fd & 63)
         if word >= readInterest.count {
             if new.isEmpty { return }
             let words = max(word + 1, readInterest.count * 2)
-            for array in [\SelectBackend.readInterest, \.writeInterest, \.readResult, \.writeResult] {
-                self[keyPath: array].append(contentsOf: repeatElement(0, count: words - self[keyPath: array].count))
-            }
+            readInterest.append(contentsOf: repeatElement(0, count: words - readInterest.count))
+            writeInterest.append(contentsOf: repeatElement(0, count: words - writeInterest.count))
         }
         if new.contains(.read) { readInterest[word] |= bit } else { readInterest[word] &= ~bit }
         if new.contains(.write) { writeInterest[word] |= bit } else { writeInterest[word] &= ~bit }
@@ -57,12 +61,29 @@ public final class SelectBackend: Backend {
         highestFD = -1
     }
 
+    public func prepareWait() {
+        let words = highestFD < 0 ? 0 : Int(highestFD) / 64 + 1
+        if readSnapshot.count < words {
+            let grow = readInterest.count - readSnapshot.count
+            readSnapshot.append(contentsOf: repeatElement(0, count: grow))
+            writeSnapshot.append(contentsOf: repeatElement(0, count: grow))
+            readResult.append(contentsOf: repeatElement(0, count: grow))
+            writeResult.append(contentsOf: repeatElement(0, count: grow))
+        }
+        for i in 0..<words {
+            readSnapshot[i] = readInterest[i]
+            writeSnapshot[i] = writeInterest[i]
+        }
+        snapshotHighestFD = highestFD
+    }
+
     public func wait(timeoutNanoseconds: Int64) throws(SystemCallError) -> UnsafeBufferPointer<ReadyDescriptor> {
         ready.count = 0
+        let highestFD = snapshotHighestFD
         let words = highestFD < 0 ? 0 : Int(highestFD) / 64 + 1
         for i in 0..<words {
-            readResult[i] = readInterest[i]
-            writeResult[i] = writeInterest[i]
+            readResult[i] = readSnapshot[i]
+            writeResult[i] = writeSnapshot[i]
         }
         let n: Int32 = readResult.withUnsafeMutableBufferPointer { r in
             writeResult.withUnsafeMutableBufferPointer { w in
@@ -96,7 +117,7 @@ public final class SelectBackend: Backend {
     /// its owner's read or write sees EBADF, instead of failing every wait.
     private func reportInvalidDescriptors(words: Int) -> UnsafeBufferPointer<ReadyDescriptor> {
         for i in 0..<words {
-            var bits = readInterest[i] | writeInterest[i]
+            var bits = readSnapshot[i] | writeSnapshot[i]
             while bits != 0 {
                 let offset = bits.trailingZeroBitCount
                 bits &= bits - 1

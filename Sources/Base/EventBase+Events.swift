@@ -1,0 +1,522 @@
+import EventBackends
+import Glibc
+import Synchronization
+
+/// A timeout as passed to ``EventBase/add(_:timeout:)``.
+enum TimeoutRequest {
+    case none
+    case relative(Duration)
+    case common(CommonTimeout)
+}
+
+/// A checked timeout: nanoseconds, or a common queue.
+enum ResolvedTimeout {
+    case none
+    case relative(Int64)
+    case common(CommonTimeoutQueue)
+}
+
+extension EventBase {
+    // MARK: entry points (any thread of a shared base; the owner of an owned one)
+
+    func add(_ event: Event, timeout: TimeoutRequest) throws(EventError) {
+        try checkUsable(event, "Event.add")
+        let resolved = try resolve(timeout)
+        try checkFeatures(event)
+        switch discipline {
+        case .owned:
+            checkOwner("Event.add")
+            try applyAdd(event, resolved)
+        case .locked:
+            baseLock.lock()
+            defer { baseLock.unlock() }
+            try applyAdd(event, resolved)
+            wakeLoopIfNeeded()
+        case .readCopyUpdate:
+            if isWriter {
+                _ = event.intent.bitwiseAnd(~Intent.requestMask, ordering: .acquiringAndReleasing)
+                try applyAdd(event, resolved)
+            } else {
+                try requestAdd(event, resolved)
+            }
+        }
+    }
+
+    func delete(_ event: Event) throws(EventError) {
+        try checkUsable(event, "Event.delete", allowShutDown: true)
+        switch discipline {
+        case .owned:
+            checkOwner("Event.delete")
+            applyDelete(event)
+        case .locked:
+            baseLock.lock()
+            defer { baseLock.unlock() }
+            applyDelete(event)
+            waitUntilNotRunning(event)
+        case .readCopyUpdate:
+            if isWriter {
+                bumpGeneration(event, request: 0)
+                applyDelete(event)
+            } else {
+                request(event, Intent.delete, bumpingGeneration: true)
+                waitUntilNotRunning(event)
+            }
+        }
+    }
+
+    func activate(_ event: Event, _ what: Event.Flags) throws(EventError) {
+        try checkUsable(event, "Event.activate")
+        switch discipline {
+        case .owned:
+            checkOwner("Event.activate")
+            applyActivate(event, what, calls: 1)
+        case .locked:
+            baseLock.lock()
+            defer { baseLock.unlock() }
+            applyActivate(event, what, calls: 1)
+            wakeLoopIfNeeded()
+        case .readCopyUpdate:
+            if isWriter {
+                applyActivate(event, what, calls: 1)
+            } else {
+                let old = event.intent.bitwiseOr(
+                    UInt64(what.rawValue) & Intent.activationMask | Intent.dirty, ordering: .sequentiallyConsistent
+                ).oldValue
+                if old & Intent.activationMask != 0 {
+                    coalescedActivations.add(1, ordering: .relaxed)
+                }
+                if old & Intent.dirty == 0 { pushRequest(event) }
+            }
+        }
+    }
+
+    func finalize(_ event: Event, _ finalizer: @escaping @Sendable (Event) -> Void) throws(EventError) {
+        try checkUsable(event, "Event.finalize")
+        switch discipline {
+        case .owned:
+            checkOwner("Event.finalize")
+        case .locked:
+            baseLock.lock()
+        case .readCopyUpdate:
+            break
+        }
+        // Exactly one finalize wins the exchange; only the winner stores the
+        // finalizer, before handing the event to the writer.
+        let claimed = event.lifecycle.compareExchange(
+            expected: Lifecycle.normal, desired: Lifecycle.finalizing, ordering: .acquiringAndReleasing
+        ).exchanged
+        switch discipline {
+        case .owned:
+            guard claimed else { throw .eventFinalized(call: "Event.finalize") }
+            event.finalizer = finalizer
+            applyFinalize(event)
+        case .locked:
+            defer { baseLock.unlock() }
+            guard claimed else { throw .eventFinalized(call: "Event.finalize") }
+            event.finalizer = finalizer
+            applyFinalize(event)
+            wakeLoopIfNeeded()
+        case .readCopyUpdate:
+            guard claimed else { throw .eventFinalized(call: "Event.finalize") }
+            event.finalizer = finalizer
+            if isWriter {
+                bumpGeneration(event, request: 0)
+                applyFinalize(event)
+            } else {
+                request(event, Intent.finalize, bumpingGeneration: true)
+            }
+        }
+    }
+
+    /// What the event is pending or active for; lock-free under rcu.
+    func pending(_ event: Event) -> Event.Flags {
+        switch discipline {
+        case .owned:
+            checkOwner("Event.pending")
+            return publishedFlags(event)
+        case .locked:
+            baseLock.lock()
+            defer { baseLock.unlock() }
+            return publishedFlags(event)
+        case .readCopyUpdate:
+            let intent = event.intent.load(ordering: .acquiring)
+            var flags = publishedFlags(event)
+            switch intent & Intent.requestMask {
+            case Intent.add:
+                flags.formUnion(event.flags.intersection([.read, .write, .closed, .signal]))
+                if event.requestedTimeout.load(ordering: .relaxed) >= 0
+                    || event.requestedCommonQueue.load(ordering: .relaxed) != nil
+                {
+                    flags.insert(.timeout)
+                }
+            case Intent.delete, Intent.finalize:
+                flags = []
+            default:
+                break
+            }
+            flags.formUnion(Event.Flags(rawValue: UInt32(intent & Intent.activationMask)))
+            return flags
+        }
+    }
+
+    func timeoutRemaining(of event: Event) -> Duration? {
+        guard pending(event).contains(.timeout) else { return nil }
+        let deadline = event.publishedDeadline.load(ordering: .acquiring)
+        return .nanoseconds(max(0, deadline - MonotonicClock.now()))
+    }
+
+    func readPriority(of event: Event) -> Int {
+        switch discipline {
+        case .owned:
+            checkOwner("Event.priority")
+            return event.priorityValue
+        case .locked:
+            return baseLock.withLock { event.priorityValue }
+        case .readCopyUpdate:
+            return (try? withWriter("Event.priority") { event.priorityValue }) ?? event.priorityValue
+        }
+    }
+
+    func setPriority(_ priority: Int, of event: Event) throws(EventError) {
+        try checkUsable(event, "Event.setPriority")
+        guard (0..<priorityCount).contains(priority) else {
+            throw .invalidPriority(priority, count: priorityCount)
+        }
+        try withWriter("Event.setPriority") { () throws(EventError) in
+            guard !event.isActive else { throw .eventActive(call: "Event.setPriority") }
+            event.priorityValue = priority
+        }
+    }
+
+    // MARK: checks
+
+    func checkUsable(_ event: Event, _ call: StaticString, allowShutDown: Bool = false) throws(EventError) {
+        guard event.base === self else { throw .wrongBase(call: "\(call)") }
+        if !allowShutDown && shutDown.load(ordering: .acquiring) { throw .baseShutDown(call: "\(call)") }
+        if event.lifecycle.load(ordering: .acquiring) != Lifecycle.normal { throw .eventFinalized(call: "\(call)") }
+    }
+
+    func resolve(_ timeout: TimeoutRequest) throws(EventError) -> ResolvedTimeout {
+        switch timeout {
+        case .none:
+            return .none
+        case .relative(let duration):
+            guard duration >= .zero, duration <= EventBase.maximumTimeout else { throw .invalidTimeout(duration) }
+            return .relative(duration.nanosecondsRoundedUp)
+        case .common(let common):
+            guard common.queue.base === self else { throw .wrongBase(call: "Event.add(timeout: CommonTimeout)") }
+            return .common(common.queue)
+        }
+    }
+
+    /// Refuses flags the backend cannot honour (libevent would accept them
+    /// and never report them).
+    func checkFeatures(_ event: Event) throws(EventError) {
+        if event.flags.contains(.closed) && !backend.features.contains(.earlyClose) {
+            throw .unsupportedByBackend(feature: .earlyClose, backend: backendKind, fd: event.fd)
+        }
+        if event.flags.contains(.edgeTriggered) && !backend.features.contains(.edgeTriggered) {
+            throw .unsupportedByBackend(feature: .edgeTriggered, backend: backendKind, fd: event.fd)
+        }
+    }
+
+    func publishedFlags(_ event: Event) -> Event.Flags {
+        let word = event.published.load(ordering: .acquiring)
+        var flags = Event.Flags(rawValue: word & Published.flagMask)
+        flags.formUnion(Event.Flags(rawValue: (word >> Published.activeShift) & Published.flagMask))
+        if word & Published.timeoutScheduled != 0 { flags.insert(.timeout) }
+        return flags
+    }
+
+    // MARK: rcu requests from threads other than the writer
+
+    /// Records an add request and hands the event to the writer. Descriptor
+    /// problems the backend would report later are checked here, so the
+    /// caller still gets its error.
+    private func requestAdd(_ event: Event, _ timeout: ResolvedTimeout) throws(EventError) {
+        if !event.flags.intersection(.io).isEmpty { try precheckDescriptor(event.fd) }
+        switch timeout {
+        case .none:
+            event.requestedTimeout.store(-1, ordering: .relaxed)
+            event.requestedCommonQueue.store(nil, ordering: .relaxed)
+        case .relative(let nanoseconds):
+            event.requestedTimeout.store(nanoseconds, ordering: .relaxed)
+            event.requestedCommonQueue.store(nil, ordering: .relaxed)
+        case .common(let queue):
+            event.requestedTimeout.store(-1, ordering: .relaxed)
+            event.requestedCommonQueue.store(Unmanaged.passUnretained(queue), ordering: .relaxed)
+        }
+        request(event, Intent.add, bumpingGeneration: false)
+    }
+
+    /// Descriptor checks for a request the writer applies later: open, and
+    /// watchable by this backend (epoll refuses regular files and directories).
+    private func precheckDescriptor(_ fd: Int32) throws(EventError) {
+        var info = stat()
+        if fstat(fd, &info) < 0 { throw .badFileDescriptor(fd: fd, call: "Event.add") }
+        let type = info.st_mode & S_IFMT
+        if backendKind == .epoll && (type == S_IFREG || type == S_IFDIR) {
+            throw .unsupportedFileDescriptor(
+                fd: fd, backend: backendKind, reason: "epoll cannot watch regular files or directories")
+        }
+    }
+
+    /// Sets the request field (last request wins), marks the event dirty and
+    /// pushes it if it was not already waiting.
+    private func request(_ event: Event, _ kind: UInt64, bumpingGeneration: Bool) {
+        var old = event.intent.load(ordering: .relaxed)
+        while true {
+            var new = (old & ~Intent.requestMask) | kind | Intent.dirty
+            if bumpingGeneration {
+                new &= ~Intent.activationMask
+                new = new &+ (1 << Intent.generationShift)
+            }
+            let (exchanged, original) = event.intent.compareExchange(
+                expected: old, desired: new, ordering: .sequentiallyConsistent)
+            if exchanged { break }
+            old = original
+        }
+        if old & Intent.dirty == 0 { pushRequest(event) }
+    }
+
+    /// The writer's own delete or finalize: a new generation (so nothing
+    /// activated before runs), dropping requests and activations pending from
+    /// other threads, which this call supersedes.
+    private func bumpGeneration(_ event: Event, request: UInt64) {
+        var old = event.intent.load(ordering: .relaxed)
+        while true {
+            let kept = old & Intent.dirty
+            let new = ((old >> Intent.generationShift) &+ 1) << Intent.generationShift | kept | request
+            let (exchanged, original) = event.intent.compareExchange(
+                expected: old, desired: new, ordering: .sequentiallyConsistent)
+            if exchanged {
+                event.appliedGeneration = Intent.generation(new)
+                return
+            }
+            old = original
+        }
+    }
+
+    private func pushRequest(_ event: Event) {
+        if handoff.push(event) { notifier.notify() }
+        drainIfNoLoop()
+    }
+
+    /// The writer applies what other threads requested of `event`.
+    func applyIntent(_ event: Event) {
+        let old = event.intent.bitwiseAnd(
+            ~(Intent.dirty | Intent.requestMask | Intent.activationMask), ordering: .acquiringAndReleasing
+        ).oldValue
+        // Activations from here on belong to the current generation.
+        event.appliedGeneration = Intent.generation(old)
+        switch old & Intent.requestMask {
+        case Intent.delete:
+            applyDelete(event)
+        case Intent.finalize:
+            applyFinalize(event)
+        case Intent.add:
+            let timeout: ResolvedTimeout
+            if let queue = event.requestedCommonQueue.load(ordering: .relaxed) {
+                timeout = .common(queue.takeUnretainedValue())
+            } else {
+                let nanoseconds = event.requestedTimeout.load(ordering: .relaxed)
+                timeout = nanoseconds >= 0 ? .relative(nanoseconds) : .none
+            }
+            do {
+                try applyAdd(event, timeout)
+            } catch {
+                logger.error("SwiftEvent: add requested from another thread failed: \(error)")
+            }
+        default:
+            break
+        }
+        let activation = Event.Flags(rawValue: UInt32(old & Intent.activationMask))
+        if !activation.isEmpty { applyActivate(event, activation, calls: 1) }
+    }
+
+    // MARK: writer side (libevent's *_nolock_ functions)
+
+    func applyAdd(_ event: Event, _ timeout: ResolvedTimeout) throws(EventError) {
+        if !event.isInserted {
+            if event.flags.contains(.signal) {
+                try insertSignal(event)
+            } else if !event.flags.intersection(.io).isEmpty {
+                try insertIO(event)
+            }
+        }
+        switch timeout {
+        case .none:
+            break
+        case .relative(let nanoseconds):
+            scheduleTimeout(event, after: nanoseconds, queue: nil)
+            event.interval = event.flags.contains(.persist) ? nanoseconds : -1
+            event.intervalQueue = nil
+        case .common(let queue):
+            scheduleTimeout(event, after: queue.duration, queue: queue)
+            event.interval = event.flags.contains(.persist) ? queue.duration : -1
+            event.intervalQueue = event.flags.contains(.persist) ? queue : nil
+        }
+        settle(event)
+    }
+
+    func applyDelete(_ event: Event) {
+        if event.isActive { removeActive(event) }
+        if event.hasTimeout { removeTimeout(event) }
+        if event.isInserted { removeInserted(event) }
+        event.interval = -1
+        event.intervalQueue = nil
+        settle(event)
+    }
+
+    /// libevent's `event_active_nolock_`: queues the callback, or merges
+    /// `what` into a pending activation.
+    func applyActivate(_ event: Event, _ what: Event.Flags, calls: Int) {
+        if event.lifecycle.load(ordering: .relaxed) != Lifecycle.normal { return }
+        if event.isActive {
+            event.result.formUnion(what)
+            event.signalCalls += calls
+            coalescedActivations.add(1, ordering: .relaxed)
+            publish(event)
+            return
+        }
+        event.result = what
+        event.signalCalls = calls
+        event.isActive = true
+        event.activationGeneration = event.appliedGeneration
+        activeQueues[event.priorityValue].append(event)
+        activeCount += 1
+        // A higher-priority event became active: let it run before the rest
+        // of a lower-priority pass (libevent's event_running_priority).
+        if runningPriority >= 0 && event.priorityValue < runningPriority {
+            continueRequested.store(true, ordering: .relaxed)
+        }
+        settle(event)
+    }
+
+    /// Deletes without waiting, then queues the finalizer to run on the loop
+    /// once the event can no longer fire (libevent's `event_finalize`).
+    func applyFinalize(_ event: Event) {
+        if event.isActive { removeActive(event) }
+        if event.hasTimeout { removeTimeout(event) }
+        if event.isInserted { removeInserted(event) }
+        event.result = []
+        event.isActive = true
+        event.activationGeneration = event.appliedGeneration
+        activeQueues[event.priorityValue].append(event)
+        activeCount += 1
+        settle(event)
+    }
+
+    func removeActive(_ event: Event) {
+        activeQueues[event.priorityValue].remove(event)
+        activeCount -= 1
+        event.isActive = false
+        event.result = []
+        event.signalCalls = 0
+    }
+
+    func removeInserted(_ event: Event) {
+        if event.flags.contains(.signal) {
+            removeSignal(event)
+        } else {
+            removeIO(event)
+        }
+    }
+
+    /// Keeps the base's reference, the user-event count and the published
+    /// state in step with the event's writer state.
+    func settle(_ event: Event) {
+        let linked = event.isInserted || event.hasTimeout || event.isActive
+        if linked != event.retainedByBase {
+            event.retainedByBase = linked
+            if linked {
+                _ = Unmanaged.passRetained(event)
+            } else if discipline == .readCopyUpdate {
+                // Lock-free readers may still be walking through it.
+                domain.retire(event)
+                Unmanaged.passUnretained(event).release()
+            } else {
+                Unmanaged.passUnretained(event).release()
+            }
+        }
+        if !event.isInternal {
+            let counted = event.isInserted || event.hasTimeout
+            if counted != event.countedAsUserEvent {
+                event.countedAsUserEvent = counted
+                userEventCount += counted ? 1 : -1
+            }
+        }
+        publish(event)
+    }
+
+    @inline(__always)
+    func publish(_ event: Event) {
+        var word: UInt32 = 0
+        if event.isInserted { word |= event.flags.intersection([.read, .write, .closed, .signal]).rawValue }
+        if event.isActive { word |= (event.result.rawValue & Published.flagMask) << Published.activeShift }
+        if event.hasTimeout {
+            word |= Published.timeoutScheduled
+            event.publishedDeadline.store(event.deadline, ordering: .relaxed)
+        }
+        event.published.store(word, ordering: .releasing)
+    }
+
+    // MARK: I/O registrations
+
+    func insertIO(_ event: Event) throws(EventError) {
+        let slot = slot(for: event.fd)
+        let edge = event.flags.contains(.edgeTriggered)
+        if slot.count > 0 && (slot.edgeTriggered > 0) != edge { throw .mixedEdgeTriggering(fd: event.fd) }
+        let io = event.flags
+        let wanted = slot.wantedInterest.union(io.ioEvents)
+        if wanted != slot.interest {
+            do {
+                try backend.update(fd: event.fd, from: slot.interest, to: wanted, edgeTriggered: edge)
+            } catch {
+                throw describe(error, fd: event.fd)
+            }
+            slot.interest = wanted
+        }
+        if io.contains(.read) { slot.readers += 1 }
+        if io.contains(.write) { slot.writers += 1 }
+        if io.contains(.closed) { slot.closers += 1 }
+        if edge { slot.edgeTriggered += 1 }
+        slot.link(event)
+        event.isInserted = true
+    }
+
+    func removeIO(_ event: Event) {
+        let slot = slots[Int(event.fd)]!
+        let io = event.flags
+        slot.unlink(event)
+        if io.contains(.read) { slot.readers -= 1 }
+        if io.contains(.write) { slot.writers -= 1 }
+        if io.contains(.closed) { slot.closers -= 1 }
+        if io.contains(.edgeTriggered) { slot.edgeTriggered -= 1 }
+        event.isInserted = false
+        let wanted = slot.wantedInterest
+        if wanted != slot.interest {
+            do {
+                try backend.update(fd: event.fd, from: slot.interest, to: wanted, edgeTriggered: slot.edgeTriggered > 0)
+            } catch {
+                logger.warning("SwiftEvent: \(error)")
+            }
+            slot.interest = wanted
+        }
+    }
+
+    /// Turns a backend failure into the error a caller can act on.
+    func describe(_ error: SystemCallError, fd: Int32) -> EventError {
+        switch error.errno {
+        case EBADF:
+            return .badFileDescriptor(fd: fd, call: error.call)
+        case EPERM where backendKind == .epoll:
+            return .unsupportedFileDescriptor(
+                fd: fd, backend: backendKind, reason: "epoll cannot watch regular files or directories")
+        case EOPNOTSUPP:
+            return .unsupportedByBackend(feature: .earlyClose, backend: backendKind, fd: fd)
+        default:
+            return .system(error)
+        }
+    }
+}

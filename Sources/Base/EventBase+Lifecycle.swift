@@ -1,0 +1,116 @@
+import CEventShims
+import EventBackends
+import Glibc
+
+extension EventBase {
+    /// Runs `callback` once when `fd` is ready for `flags` or after
+    /// `timeout` (libevent's `event_base_once`); the event frees itself.
+    public func once(
+        fd: Int32 = -1, flags: Event.Flags = [], timeout: Duration? = nil,
+        _ callback: @escaping @Sendable (Event.Flags) -> Void
+    ) throws(EventError) {
+        guard !flags.contains(.signal), !flags.contains(.persist) else {
+            throw .invalidFlags(flags, fd: fd, reason: "a one-shot event cannot be a signal or persistent")
+        }
+        let event = try Event(base: self, fd: fd, flags: flags) { _, what in callback(what) }
+        try event.add(timeout: timeout ?? (flags.intersection(.io).isEmpty ? .zero : nil))
+    }
+
+    /// Activates every event on `fd` whose flags meet `flags` (libevent's
+    /// `event_base_active_by_fd`).
+    public func activate(fd: Int32, flags: Event.Flags) throws(EventError) {
+        guard fd >= 0 else { throw .badFileDescriptor(fd: fd, call: "EventBase.activate(fd:)") }
+        try withWriter("EventBase.activate(fd:)") {
+            guard Int(fd) < self.slots.count, let slot = self.slots[Int(fd)] else { return }
+            slot.forEach { event in
+                let matched = event.flags.intersection(flags).intersection(.io)
+                if !matched.isEmpty { self.applyActivate(event, matched, calls: 1) }
+            }
+        }
+        notifier.notify()
+    }
+
+    /// Deletes every event, runs pending finalizers and closes the backend
+    /// (libevent's `event_base_free`). The loop must not be running. After
+    /// it, every use of the base or its events fails with `baseShutDown`.
+    public func shutdown() throws(EventError) {
+        if loopRunning.load(ordering: .acquiring) { throw .loopRunning(call: "EventBase.shutdown") }
+        try withWriter("EventBase.shutdown") { () throws(EventError) in
+            guard !self.shutDown.load(ordering: .acquiring) else { return }
+            if self.loopRunning.load(ordering: .acquiring) { throw .loopRunning(call: "EventBase.shutdown") }
+            self.shutDown.store(true, ordering: .releasing)
+            self.drainHandoff()
+            var finalizing: [Event] = []
+            self.visitAllIncludingInternal { event in
+                if event.lifecycle.load(ordering: .relaxed) == Lifecycle.finalizing { finalizing.append(event) }
+                self.applyDelete(event)
+            }
+            for event in finalizing {
+                let finalizer = event.finalizer
+                event.finalizer = nil
+                finalizer?(event)
+                event.lifecycle.store(Lifecycle.finalized, ordering: .releasing)
+            }
+            self.exitTimer = nil
+            for queue in self.commonQueues.values { queue.timer = nil }
+            self.commonQueues.removeAll()
+            self.releaseResources()
+        }
+        if discipline == .readCopyUpdate { domain.barrier() }
+    }
+
+    func visitAllIncludingInternal(_ body: (Event) -> Void) {
+        var events: [Event] = []
+        for slot in slots { slot?.forEach { events.append($0) } }
+        for slot in signalSlots { slot?.forEach { events.append($0) } }
+        timers.forEach { event in
+            events.append(event)
+            event.expiresQueue?.forEach { events.append($0) }
+        }
+        for queue in activeQueues { queue.forEach { events.append($0) } }
+        var seen = Set<ObjectIdentifier>()
+        for event in events where seen.insert(ObjectIdentifier(event)).inserted { body(event) }
+    }
+
+    /// After `fork()`, in the child: gives the base its own backend, wake-up
+    /// and signal descriptors and registers every event again, so the child
+    /// can run its loop and the parent's is unaffected (libevent's
+    /// `event_reinit`). The loop must not be running.
+    public func reinitAfterFork() throws(EventError) {
+        try withWriter("EventBase.reinitAfterFork") { () throws(EventError) in
+            if self.shutDown.load(ordering: .acquiring) { throw .baseShutDown(call: "EventBase.reinitAfterFork") }
+            do throws(SystemCallError) {
+                try self.backend.reinitialize()
+                try self.notifier.reinitialize()
+            } catch {
+                throw .system(error)
+            }
+            for slot in self.slots {
+                guard let slot else { continue }
+                slot.interest = []
+                if slot.internalRole != .none { slot.internalRole = .none }
+            }
+            try self.watchInternal(fd: self.notifier.readFD, role: .notifier)
+            if let old = self.signalPipe {
+                close(old.read)
+                close(old.write)
+                var fds: [Int32] = [-1, -1]
+                if se_pipe_nonblocking(&fds) < 0 { throw .system(.last("pipe2")) }
+                self.signalPipe = (fds[0], fds[1])
+                try self.watchInternal(fd: fds[0], role: .signals)
+                SignalRouter.shared.redirect(for: self, writeFD: fds[1])
+            }
+            for slot in self.slots {
+                guard let slot, slot.internalRole == .none else { continue }
+                let wanted = slot.wantedInterest
+                guard !wanted.isEmpty else { continue }
+                do throws(SystemCallError) {
+                    try self.backend.update(fd: slot.fd, from: [], to: wanted, edgeTriggered: slot.edgeTriggered > 0)
+                } catch {
+                    throw self.describe(error, fd: slot.fd)
+                }
+                slot.interest = wanted
+            }
+        }
+    }
+}

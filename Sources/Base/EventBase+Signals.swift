@@ -1,0 +1,68 @@
+import CEventShims
+import Glibc
+
+extension EventBase {
+    /// Links a signal event, installing the handler for its signal when it is
+    /// the first (libevent's `evsig_add`).
+    func insertSignal(_ event: Event) throws(EventError) {
+        let signal = event.fd
+        let index = Int(signal)
+        let slot = signalSlots[index] ?? {
+            let created = FDSlot(fd: signal)
+            signalSlots[index] = created
+            return created
+        }()
+        if slot.count == 0 {
+            let pipe = try ensureSignalPipe()
+            try SignalRouter.shared.install(signal, for: self, writeFD: pipe.write)
+            installedSignals += 1
+        }
+        slot.link(event)
+        event.isInserted = true
+    }
+
+    func removeSignal(_ event: Event) {
+        let signal = event.fd
+        guard let slot = signalSlots[Int(signal)] else { return }
+        slot.unlink(event)
+        event.isInserted = false
+        if slot.count == 0 {
+            SignalRouter.shared.uninstall(signal, for: self)
+            installedSignals -= 1
+        }
+    }
+
+    private func ensureSignalPipe() throws(EventError) -> (read: Int32, write: Int32) {
+        if let signalPipe { return signalPipe }
+        var fds: [Int32] = [-1, -1]
+        if se_pipe_nonblocking(&fds) < 0 { throw .system(.last("pipe2")) }
+        try watchInternal(fd: fds[0], role: .signals)
+        signalPipe = (fds[0], fds[1])
+        return (fds[0], fds[1])
+    }
+
+    /// Reads caught signal numbers from the pipe and activates their events,
+    /// once per delivery (libevent's `evsig_cb`).
+    func deliverSignals() {
+        guard let pipe = signalPipe else { return }
+        var counts = [Int](repeating: 0, count: signalSlots.count)
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(pipe.read, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            for i in 0..<n where Int(buffer[i]) < counts.count { counts[Int(buffer[i])] += 1 }
+        }
+        for (signal, count) in counts.enumerated() where count > 0 {
+            guard let slot = signalSlots[signal] else { continue }
+            slot.forEach { event in applyActivate(event, .signal, calls: count) }
+        }
+    }
+
+    /// Activates every event on `signal` (libevent's `event_base_active_by_signal`).
+    public func activate(signal: Int32) throws(EventError) {
+        try SignalRouter.validate(signal: signal)
+        try withWriter("EventBase.activate(signal:)") {
+            self.signalSlots[Int(signal)]?.forEach { event in self.applyActivate(event, .signal, calls: 1) }
+        }
+    }
+}

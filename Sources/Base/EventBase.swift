@@ -1,0 +1,241 @@
+import CEventShims
+import EventBackends
+import EventLocking
+import Glibc
+import Logging
+import Synchronization
+
+/// The event loop (libevent's `struct event_base`): watches descriptors,
+/// signals and timers through a backend and runs each event's closure.
+///
+/// A base is *owned* (one thread uses it and no lock is ever taken; calls
+/// from other threads stop the program with a message naming the call and
+/// the owner) or *shared* (any thread may add, delete and activate events,
+/// add timers and stop the loop; the lock provider guards it). The lock
+/// provider decides: `NoLockProvider` makes an owned base, any other provider
+/// a shared one. See ARCHITECTURE.md for what each provider does on each path.
+public final class EventBase: @unchecked Sendable {
+    // Confinement: immutable `let`s are safe anywhere; `Atomic`s are the
+    // cross-thread state; every `var` is writer state, touched only by the
+    // writer: the owner thread (owned), the holder of `baseLock` (mutex and
+    // debug providers), or the holder of `baseLock` as the writer role, which
+    // the loop thread keeps while it runs (rcu provider).
+
+    enum Discipline {
+        case owned
+        case locked
+        case readCopyUpdate
+    }
+
+    let discipline: Discipline
+    /// Owned or shared.
+    public let threadingMode: ThreadingMode
+    /// The provider guarding this base.
+    public let lockProvider: any LockProvider
+    /// The backend method in use (libevent's `event_base_get_method`).
+    public let backendKind: BackendKind
+    let backend: any Backend
+    let notifier: Notifier
+    /// The base lock (mutex, debug) or the writer role (rcu); unused when owned.
+    let baseLock: any EventLock
+    /// Lets a cross-thread delete wait for the running callback (mutex, debug).
+    let callbackDone: any EventCondition
+    /// Read-side sections and reclamation (rcu).
+    let domain: any ReadMostlyDomain
+    let logger = Logger(label: "SwiftEvent")
+    /// Number of priorities (libevent's `event_base_get_npriorities`).
+    public let priorityCount: Int
+    let maxDispatchNanoseconds: Int64
+    let maxCallbacksPerPass: Int
+    let limitsFromPriority: Int
+
+    // MARK: cross-thread state
+
+    /// Owner thread of an owned base (0: none yet, adopted by the next caller).
+    let owner = Atomic<UInt64>(0)
+    /// The thread running the loop, 0 when none.
+    let loopThread = Atomic<UInt64>(0)
+    /// The thread holding the writer role (rcu).
+    let writerThread = Atomic<UInt64>(0)
+    let loopRunning = Atomic<Bool>(false)
+    /// The loop was asked to break, to exit, or to continue.
+    let breakRequested = Atomic<Bool>(false)
+    let exitRequested = Atomic<Bool>(false)
+    let continueRequested = Atomic<Bool>(false)
+    /// The event whose callback runs now.
+    let runningEvent = Atomic<Unmanaged<Event>?>(nil)
+    /// Callbacks completed (rcu): the loop's quiescent states, which a
+    /// cross-thread delete waits on.
+    let callbackEpoch = Atomic<UInt64>(0)
+    let shutDown = Atomic<Bool>(false)
+    /// Requests from other threads (rcu) and posted closures (all modes).
+    let handoff = HandoffStack<Event>()
+    let posted = HandoffStack<PostedWork>()
+    /// The descriptor table lock-free readers use (rcu).
+    let publishedTable: Atomic<Unmanaged<FDTable>>
+    /// Activations merged into an already pending one.
+    let coalescedActivations = Atomic<Int>(0)
+    /// Why the last loop ended (``LastExit``).
+    let lastExitState = Atomic<UInt8>(0)
+
+    // MARK: writer state
+
+    var table: FDTable
+    /// Slots by descriptor; they live as long as the base.
+    var slots: [FDSlot?] = []
+    var signalSlots: [FDSlot?]
+    var timers = TimerHeap()
+    var activeQueues: [ActiveQueue]
+    var activeCount = 0
+    /// Non-internal events that are inserted or have a timeout.
+    var userEventCount = 0
+    /// Priority of the callback running now, -1 outside callbacks.
+    var runningPriority = -1
+    /// Waiters for the running callback to finish (mutex, debug).
+    var deleteWaiters = 0
+    /// Cached loop time (monotonic ns), 0 when not cached.
+    var cachedNow: Int64 = 0
+    /// Wall clock minus monotonic clock, refreshed at most every 5 s.
+    var wallClockOffset: Int64 = 0
+    var wallClockOffsetUpdated: Int64 = Int64.min
+    /// Signal delivery: a pipe the handler writes signal numbers into.
+    var signalPipe: (read: Int32, write: Int32)?
+    var installedSignals = 0
+    /// Common timeout queues by duration.
+    var commonQueues: [Int64: CommonTimeoutQueue] = [:]
+    /// The pending `loopExit(after:)` timer.
+    var exitTimer: Event?
+
+    /// Creates a base (libevent's `event_base_new_with_config`).
+    public init(_ configuration: Configuration = Configuration()) throws(EventError) {
+        let resolved = try ResolvedConfiguration(configuration)
+        lockProvider = resolved.provider
+        backendKind = resolved.backend
+        if !resolved.provider.providesMutualExclusion {
+            discipline = .owned
+        } else if resolved.provider.readPath == .readCopyUpdate {
+            discipline = .readCopyUpdate
+        } else {
+            discipline = .locked
+        }
+        threadingMode = discipline == .owned ? .owned : .shared
+        priorityCount = configuration.priorityCount
+        maxDispatchNanoseconds = configuration.maxDispatchInterval?.nanosecondsRoundedUp ?? -1
+        maxCallbacksPerPass = configuration.maxCallbacksPerPass ?? Int.max
+        limitsFromPriority = configuration.limitsFromPriority
+        baseLock = resolved.provider.makeLock(.plain)
+        callbackDone = resolved.provider.makeCondition()
+        domain = resolved.provider.makeReadMostlyDomain()
+        activeQueues = Array(repeating: ActiveQueue(), count: configuration.priorityCount)
+        signalSlots = Array(repeating: nil, count: Int(se_signal_count()))
+        let initialTable = FDTable(capacity: 64)
+        table = initialTable
+        publishedTable = Atomic(Unmanaged.passUnretained(initialTable))
+        do {
+            backend = try resolved.backend.make(preciseTimer: resolved.preciseTimer)
+        } catch {
+            throw .system(error)
+        }
+        do {
+            notifier = try Notifier(prefer: configuration.notifier)
+        } catch {
+            backend.close()
+            throw .system(error)
+        }
+        if discipline == .owned { owner.store(ThreadIdentity.current.rawValue, ordering: .relaxed) }
+        do {
+            try watchInternal(fd: notifier.readFD, role: .notifier)
+        } catch {
+            backend.close()
+            throw error
+        }
+        if resolved.showMethod {
+            var line = "SwiftEvent using: \(backendKind), locking: \(lockProvider.name)\n"
+            _ = line.withUTF8 { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        }
+    }
+
+    deinit {
+        if !shutDown.load(ordering: .relaxed) { releaseResources() }
+    }
+
+    /// Name of the backend (libevent's `event_base_get_method`).
+    public var method: String { backendKind.rawValue }
+
+    /// Features of the backend (libevent's `event_base_get_features`).
+    public var features: BackendFeatures { backend.features }
+
+    /// How other threads wake the loop.
+    public var notifierMechanism: Notifier.Mechanism { notifier.mechanism }
+
+    /// Writes made to the wake-up descriptor so far.
+    public var wakeUpWrites: Int { notifier.writeCount }
+
+    /// Activations that found the event already active and were merged.
+    public var coalescedActivationCount: Int { coalescedActivations.load(ordering: .relaxed) }
+
+    /// Whether the loop is running now.
+    public var isRunning: Bool { loopRunning.load(ordering: .acquiring) }
+
+    /// Whether ``shutdown()`` was called.
+    public var isShutDown: Bool { shutDown.load(ordering: .acquiring) }
+
+    // MARK: descriptor slots (writer)
+
+    /// The slot for `fd`, created on first use; grows the table, publishing
+    /// the new one and retiring the old one after a grace period.
+    func slot(for fd: Int32) -> FDSlot {
+        let index = Int(fd)
+        if index < slots.count, let existing = slots[index] { return existing }
+        if index >= slots.count {
+            slots.append(contentsOf: repeatElement(nil, count: index + 1 - slots.count))
+        }
+        let created = FDSlot(fd: fd)
+        slots[index] = created
+        if index >= table.capacity {
+            var capacity = table.capacity
+            while capacity <= index { capacity *= 2 }
+            let grown = FDTable(capacity: capacity, copying: table)
+            let old = table
+            table = grown
+            publishedTable.store(Unmanaged.passUnretained(grown), ordering: .releasing)
+            if discipline == .readCopyUpdate { domain.retire(old) }
+        }
+        table[index] = Unmanaged.passUnretained(created)
+        return created
+    }
+
+    /// Registers one of the base's own descriptors with the backend.
+    func watchInternal(fd: Int32, role: FDSlot.InternalRole) throws(EventError) {
+        let internalSlot = slot(for: fd)
+        internalSlot.internalRole = role
+        do {
+            try backend.update(fd: fd, from: [], to: .read, edgeTriggered: false)
+        } catch {
+            throw .system(error)
+        }
+        internalSlot.interest = .read
+    }
+
+    /// Closes the backend, the notifier's and signal pipe's descriptors.
+    func releaseResources() {
+        backend.close()
+        if let pipe = signalPipe {
+            close(pipe.read)
+            close(pipe.write)
+            signalPipe = nil
+        }
+    }
+}
+
+/// A closure posted to run on the loop (``EventBase/post(_:)``).
+final class PostedWork: HandoffNode, @unchecked Sendable {
+    // `handoffNext` is confined by the hand-off stack protocol (pusher, then
+    // the consumer); `body` is immutable.
+    let body: @Sendable () -> Void
+    var handoffNext: Unmanaged<PostedWork>?
+
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+extension Event: HandoffNode {}

@@ -85,18 +85,28 @@ public final class SelectBackend: Backend {
             readResult[i] = readSnapshot[i]
             writeResult[i] = writeSnapshot[i]
         }
-        let n: Int32 = readResult.withUnsafeMutableBufferPointer { r in
+        let n = selectResults(highestFD: highestFD, timeoutNanoseconds: timeoutNanoseconds)
+        if n < 0 {
+            if errno == EINTR { return ready.buffer }
+            if errno == EBADF { return reportInvalidDescriptors(words: words, highestFD: highestFD) }
+            throw .last("select")
+        }
+        if n > 0 { collectResults(count: n, words: words) }
+        return ready.buffer
+    }
+
+    /// select(2) on the result sets, which it overwrites.
+    private func selectResults(highestFD: Int32, timeoutNanoseconds: Int64) -> Int32 {
+        readResult.withUnsafeMutableBufferPointer { r in
             writeResult.withUnsafeMutableBufferPointer { w in
                 se_select(highestFD + 1, r.baseAddress, w.baseAddress, timeoutNanoseconds)
             }
         }
-        if n < 0 {
-            if errno == EINTR { return ready.buffer }
-            if errno == EBADF { return reportInvalidDescriptors(words: words) }
-            throw .last("select")
-        }
-        guard n > 0 else { return ready.buffer }
-        ready.reserve(Int(n))
+    }
+
+    /// Appends the descriptors select left set in the result sets.
+    private func collectResults(count n: Int32, words: Int) {
+        ready.reserve(ready.count + Int(n))
         for i in 0..<words {
             var bits = readResult[i] | writeResult[i]
             while bits != 0 {
@@ -109,25 +119,33 @@ public final class SelectBackend: Backend {
                 ready.append(fd: Int32(i * 64 + offset), what: what)
             }
         }
-        return ready.buffer
     }
 
     /// select fails as a whole when a watched descriptor was closed. Report
     /// each such descriptor as readable and writable (poll's POLLNVAL), so
-    /// its owner's read or write sees EBADF, instead of failing every wait.
-    private func reportInvalidDescriptors(words: Int) -> UnsafeBufferPointer<ReadyDescriptor> {
+    /// its owner's read or write sees EBADF, and poll the others without
+    /// waiting, so one stale registration neither fails every wait nor
+    /// hides the descriptors that are ready.
+    private func reportInvalidDescriptors(words: Int, highestFD: Int32) -> UnsafeBufferPointer<ReadyDescriptor> {
         for i in 0..<words {
+            readResult[i] = readSnapshot[i]
+            writeResult[i] = writeSnapshot[i]
             var bits = readSnapshot[i] | writeSnapshot[i]
             while bits != 0 {
                 let offset = bits.trailingZeroBitCount
                 bits &= bits - 1
                 let fd = Int32(i * 64 + offset)
                 if fcntl(fd, F_GETFD) < 0 && errno == EBADF {
+                    let mask = UInt64(1) << UInt64(offset)
+                    readResult[i] &= ~mask
+                    writeResult[i] &= ~mask
                     ready.reserve(ready.count + 1)
                     ready.append(fd: fd, what: SE_READY_READ | SE_READY_WRITE)
                 }
             }
         }
+        let n = selectResults(highestFD: highestFD, timeoutNanoseconds: 0)
+        if n > 0 { collectResults(count: n, words: words) }
         return ready.buffer
     }
 

@@ -52,6 +52,9 @@ extension EventBase {
             baseLock.lock()
             defer { baseLock.unlock() }
             applyDelete(event)
+            // Deleting the last event or the earliest timer changes what the
+            // loop waits for: wake it (libevent #623, #1727).
+            wakeLoopIfNeeded()
             waitUntilNotRunning(event)
         case .readCopyUpdate:
             if isWriter {

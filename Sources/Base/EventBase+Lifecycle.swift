@@ -27,7 +27,7 @@ extension EventBase {
                 if !matched.isEmpty { self.applyActivate(event, matched, calls: 1) }
             }
         }
-        notifier.notify()
+        wakeLoopIfNeeded()
     }
 
     /// Deletes every event, runs pending finalizers and closes the backend

@@ -68,12 +68,13 @@ extension EventBase {
             }
             continueRequested.store(false, ordering: .relaxed)
             drainHandoff()
+            runPosted()
 
             var timeout: Int64 = 0
             if activeCount == 0 && !options.contains(.nonBlocking) {
                 timeout = nextTimeout(now: MonotonicClock.now())
             }
-            if !options.contains(.noExitOnEmpty) && userEventCount == 0 && activeCount == 0 {
+            if !options.contains(.noExitOnEmpty) && userEventCount == 0 && activeCount == 0 && posted.isEmpty {
                 lastExit = .noEvents
                 return .noEvents
             }

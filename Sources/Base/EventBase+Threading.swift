@@ -107,7 +107,9 @@ extension EventBase {
         _ call: StaticString, _ body: @escaping @Sendable () throws(EventError) -> T
     ) throws(EventError) -> T {
         let box = WriterResultBox<T>()
-        postWork { box.fulfil(Result { () throws(EventError) -> T in try body() }) }
+        let work = PostedWork { box.fulfil(Result { () throws(EventError) -> T in try body() }) }
+        if writerWork.push(work) { notifier.notify() }
+        drainIfNoLoop()
         return try box.wait().get()
     }
 
@@ -115,7 +117,7 @@ extension EventBase {
     /// everything pending. Also called by the loop after it lets go of the
     /// role, so a request pushed just then is not stranded.
     func drainIfNoLoop() {
-        while !loopRunning.load(ordering: .sequentiallyConsistent) && !(handoff.isEmpty && posted.isEmpty) {
+        while !loopRunning.load(ordering: .sequentiallyConsistent) && !(handoff.isEmpty && writerWork.isEmpty) {
             guard baseLock.tryLock() else { return }
             writerThread.store(se_thread_id(), ordering: .relaxed)
             drainHandoff()
@@ -124,18 +126,24 @@ extension EventBase {
         }
     }
 
-    /// Applies requests handed over by other threads and runs posted work.
+    /// rcu: applies requests handed over by other threads.
     func drainHandoff() {
-        if discipline == .readCopyUpdate {
-            handoff.drain { event in applyIntent(event) }
-        }
-        posted.drain { work in work.body() }
+        guard discipline == .readCopyUpdate else { return }
+        writerWork.drain { work in work.body() }
+        handoff.drain { event in applyIntent(event) }
     }
 
-    /// Posts `work` to run on the loop thread; wakes the loop.
-    func postWork(_ work: @escaping @Sendable () -> Void) {
-        if posted.push(PostedWork(work)) { notifier.notify() }
-        if discipline == .readCopyUpdate { drainIfNoLoop() }
+    /// The loop runs closures posted with ``post(_:)``, without the base lock.
+    func runPosted() {
+        posted.drain { work in
+            if discipline == .locked {
+                baseLock.unlock()
+                work.body()
+                baseLock.lock()
+            } else {
+                work.body()
+            }
+        }
     }
 
     /// Runs `work` on the loop thread during its next iteration (the one
@@ -144,7 +152,6 @@ extension EventBase {
     public func post(_ work: @escaping @Sendable () -> Void) throws(EventError) {
         if shutDown.load(ordering: .acquiring) { throw .baseShutDown(call: "EventBase.post") }
         if posted.push(PostedWork(work)) { notifier.notify() }
-        if discipline == .readCopyUpdate { drainIfNoLoop() }
     }
 
     // MARK: waiting for a running callback

@@ -68,8 +68,11 @@ public final class EventBase: @unchecked Sendable {
     /// cross-thread delete waits on.
     let callbackEpoch = Atomic<UInt64>(0)
     let shutDown = Atomic<Bool>(false)
-    /// Requests from other threads (rcu) and posted closures (all modes).
+    /// Requests from other threads to the rcu writer: events with pending
+    /// intents, and closures needing writer access (any writer runs them).
     let handoff = HandoffStack<Event>()
+    let writerWork = HandoffStack<PostedWork>()
+    /// Closures posted with ``post(_:)``; only the loop runs them.
     let posted = HandoffStack<PostedWork>()
     /// The descriptor table lock-free readers use (rcu).
     let publishedTable: Atomic<Unmanaged<FDTable>>

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct EventBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "event-bench",
+        abstract: "Benchmarks of SwiftEvent, with methods comparable to libevent's own.",
+        subcommands: [Pipes.self]
+    )
+}

@@ -1,0 +1,177 @@
+import ArgumentParser
+import EventBackends
+import EventCore
+import EventLocking
+import Glibc
+
+/// libevent's test/bench.c method: a ring of socketpairs with persistent read
+/// events; each round re-adds every event (untimed), writes one byte into
+/// `active` evenly spaced pairs, then times the loop until every byte fired
+/// has been read, each callback passing a byte on while writes remain.
+struct Pipes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "libevent's bench.c: a chain of active socketpairs; prints µs per round.")
+
+    @Option(name: .short, help: "Number of socketpairs.")
+    var n = 100
+
+    @Option(name: .short, help: "Number of pairs written to at the start of each round.")
+    var a = 1
+
+    @Option(name: .short, help: "Chained writes per round (default: n).")
+    var w: Int?
+
+    @Option(name: .short, help: "Rounds.")
+    var r = 25
+
+    @Option(name: .short, help: "Backend method: epoll, poll or select (default: as the environment allows).")
+    var m: String?
+
+    @Option(name: .long, help: "Lock provider: none, mutex, rcu, debug, debug-rcu (default: EVENT_LOCKING, else mutex).")
+    var locking: String?
+
+    @Flag(name: .long, help: "Use pipes instead of socketpairs.")
+    var pipes = false
+
+    func validate() throws {
+        guard n >= 1 else { throw ValidationError("-n must be at least 1") }
+        guard a >= 1 && a <= n else { throw ValidationError("-a must be in 1...n") }
+        guard r >= 1 else { throw ValidationError("-r must be at least 1") }
+        if let w, w < 0 { throw ValidationError("-w must not be negative") }
+        if let m, BackendKind(rawValue: m) == nil {
+            throw ValidationError("unknown method '\(m)'; expected epoll, poll or select")
+        }
+    }
+
+    func run() throws {
+        try raiseDescriptorLimit(to: rlim_t(n * 2 + 64))
+        var configuration = EventBase.Configuration()
+        configuration.method = m.flatMap(BackendKind.init(rawValue:))
+        if let locking { configuration.lockProvider = try LockProviders.named(locking, source: "--locking") }
+        let base = try EventBase(configuration)
+
+        let ring = try Ring(count: n, usePipes: pipes)
+        defer { ring.close() }
+        let state = ChainState(ring: ring)
+        var events: [Event] = []
+        events.reserveCapacity(n)
+        for i in 0..<n {
+            let next = ring.writeEnd(i + 1 == n ? 0 : i + 1)
+            events.append(
+                try Event(base: base, fd: ring.readEnd(i), flags: [.read, .persist]) { event, _ in
+                    state.readOne(from: event.fd, passingTo: next)
+                })
+        }
+
+        let writes = w ?? n
+        let space = (n / a) * 2
+        var samples: [Double] = []
+        for round in 0..<r {
+            for event in events {
+                try event.delete()
+                try event.add()
+            }
+            try base.loop([.once, .nonBlocking])
+            state.fired = 0
+            for i in 0..<a {
+                state.write(to: ring.fds[i * space + 1])
+                state.fired += 1
+            }
+            state.reads = 0
+            state.writesLeft = writes
+            let start = now()
+            repeat {
+                try base.loop([.once, .nonBlocking])
+            } while state.reads != state.fired
+            let elapsed = now() - start
+            samples.append(elapsed)
+            print("round \(round): \(formatted(elapsed)) us")
+        }
+        for event in events { try event.delete() }
+        try base.shutdown()
+        samples.sort()
+        let median = samples[samples.count / 2]
+        print("backend=\(base.method) locking=\(base.lockProvider.name) median_us=\(formatted(median))")
+    }
+}
+
+/// The socketpairs (or pipes): fds[2i] reads, fds[2i+1] writes.
+struct Ring {
+    let fds: [Int32]
+
+    init(count: Int, usePipes: Bool) throws {
+        var fds = [Int32](repeating: -1, count: count * 2)
+        for i in 0..<count {
+            let rc = fds.withUnsafeMutableBufferPointer { buffer in
+                usePipes
+                    ? pipe(buffer.baseAddress! + 2 * i)
+                    : socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, buffer.baseAddress! + 2 * i)
+            }
+            if rc < 0 { throw BenchError("socketpair: \(String(cString: strerror(errno)))") }
+        }
+        self.fds = fds
+    }
+
+    func readEnd(_ i: Int) -> Int32 { fds[2 * i] }
+    func writeEnd(_ i: Int) -> Int32 { fds[2 * i + 1] }
+    func close() { for fd in fds { _ = Glibc.close(fd) } }
+}
+
+/// Counters of one run, touched only by the thread running the loop (and by
+/// the main thread between rounds, when no loop runs).
+final class ChainState: @unchecked Sendable {
+    let ring: Ring
+    var reads = 0
+    var fired = 0
+    var writesLeft = 0
+
+    init(ring: Ring) { self.ring = ring }
+
+    @inline(__always)
+    func readOne(from fd: Int32, passingTo next: Int32) {
+        var byte: UInt8 = 0
+        if read(fd, &byte, 1) == 1 { reads += 1 }
+        if writesLeft > 0 {
+            write(to: next)
+            writesLeft -= 1
+            fired += 1
+        }
+    }
+
+    @inline(__always)
+    func write(to fd: Int32) {
+        var byte: UInt8 = 0x65
+        if Glibc.write(fd, &byte, 1) != 1 { fatalError("write: \(String(cString: strerror(errno)))") }
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) * 1e6 + Double(ts.tv_nsec) / 1e3
+}
+
+func formatted(_ microseconds: Double) -> String {
+    let tenths = (microseconds * 10).rounded() / 10
+    return String(tenths)
+}
+
+func raiseDescriptorLimit(to needed: rlim_t) throws {
+    var limit = rlimit()
+    getrlimit(RLIMIT_NOFILE_VALUE, &limit)
+    guard limit.rlim_cur < needed else { return }
+    guard needed <= limit.rlim_max else {
+        throw BenchError("needs \(needed) descriptors; the hard limit is \(limit.rlim_max)")
+    }
+    limit.rlim_cur = needed
+    if setrlimit(RLIMIT_NOFILE_VALUE, &limit) < 0 {
+        throw BenchError("setrlimit: \(String(cString: strerror(errno)))")
+    }
+}
+
+let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)

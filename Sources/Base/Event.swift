@@ -71,6 +71,8 @@ public final class Event: @unchecked Sendable {
     /// The delete generation the writer has applied.
     var appliedGeneration: UInt32 = 0
     var finalizer: (@Sendable (Event) -> Void)?
+    /// The finalizer has been queued to run (it runs once).
+    var finalizeQueued = false
 
     // Intrusive links (writer), unretained: the base's +1 keeps linked events alive.
     var ioPrevious: Unmanaged<Event>?

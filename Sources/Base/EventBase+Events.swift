@@ -305,36 +305,48 @@ extension EventBase {
         drainIfNoLoop()
     }
 
-    /// The writer applies what other threads requested of `event`.
+    /// The writer applies what other threads requested of `event`. It
+    /// applies first and clears the request after, so a lock-free reader of
+    /// ``pending(_:)`` always sees either the request or its effect; a request
+    /// arriving meanwhile makes the clearing exchange fail and is applied next.
     func applyIntent(_ event: Event) {
-        let old = event.intent.bitwiseAnd(
-            ~(Intent.dirty | Intent.requestMask | Intent.activationMask), ordering: .acquiringAndReleasing
-        ).oldValue
-        // Activations from here on belong to the current generation.
-        event.appliedGeneration = Intent.generation(old)
-        switch old & Intent.requestMask {
-        case Intent.delete:
-            applyDelete(event)
-        case Intent.finalize:
-            applyFinalize(event)
-        case Intent.add:
-            let timeout: ResolvedTimeout
-            if let queue = event.requestedCommonQueue.load(ordering: .relaxed) {
-                timeout = .common(queue.takeUnretainedValue())
-            } else {
-                let nanoseconds = event.requestedTimeout.load(ordering: .relaxed)
-                timeout = nanoseconds >= 0 ? .relative(nanoseconds) : .none
+        var old = event.intent.load(ordering: .acquiring)
+        while true {
+            // Activations from here on belong to the current generation.
+            event.appliedGeneration = Intent.generation(old)
+            switch old & Intent.requestMask {
+            case Intent.delete:
+                applyDelete(event)
+            case Intent.finalize:
+                if event.finalizer != nil && !event.finalizeQueued { applyFinalize(event) }
+            case Intent.add:
+                applyRequestedAdd(event)
+            default:
+                break
             }
-            do {
-                try applyAdd(event, timeout)
-            } catch {
-                logger.error("SwiftEvent: add requested from another thread failed: \(error)")
-            }
-        default:
-            break
+            let cleared = old & ~(Intent.dirty | Intent.requestMask | Intent.activationMask)
+            let (exchanged, current) = event.intent.compareExchange(
+                expected: old, desired: cleared, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            old = current
         }
         let activation = Event.Flags(rawValue: UInt32(old & Intent.activationMask))
         if !activation.isEmpty { applyActivate(event, activation, calls: 1) }
+    }
+
+    private func applyRequestedAdd(_ event: Event) {
+        let timeout: ResolvedTimeout
+        if let queue = event.requestedCommonQueue.load(ordering: .relaxed) {
+            timeout = .common(queue.takeUnretainedValue())
+        } else {
+            let nanoseconds = event.requestedTimeout.load(ordering: .relaxed)
+            timeout = nanoseconds >= 0 ? .relative(nanoseconds) : .none
+        }
+        do {
+            try applyAdd(event, timeout)
+        } catch {
+            logger.error("SwiftEvent: add requested from another thread failed: \(error)")
+        }
     }
 
     // MARK: writer side (libevent's *_nolock_ functions)
@@ -399,6 +411,7 @@ extension EventBase {
     /// Deletes without waiting, then queues the finalizer to run on the loop
     /// once the event can no longer fire (libevent's `event_finalize`).
     func applyFinalize(_ event: Event) {
+        event.finalizeQueued = true
         if event.isActive { removeActive(event) }
         if event.hasTimeout { removeTimeout(event) }
         if event.isInserted { removeInserted(event) }

@@ -58,6 +58,8 @@ extension EventBase {
 
     private func runIterations(_ options: LoopOptions) throws(EventError) -> LoopExit {
         while true {
+            drainHandoff()
+            runPosted()
             if exitRequested.exchange(false, ordering: .acquiring) {
                 lastExit = .exit
                 return .finished
@@ -67,8 +69,6 @@ extension EventBase {
                 return .finished
             }
             continueRequested.store(false, ordering: .relaxed)
-            drainHandoff()
-            runPosted()
 
             var timeout: Int64 = 0
             if activeCount == 0 && !options.contains(.nonBlocking) {

@@ -176,7 +176,7 @@ int se_signal_restore(int signo) {
 }
 
 int se_raise(int signo) {
-    return kill(getpid(), signo);
+    return raise(signo);
 }
 
 // ---------------------------------------------------------------- process

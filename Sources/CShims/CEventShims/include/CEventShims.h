@@ -72,7 +72,8 @@ void se_signal_set_write_fd(int fd);
 // the previous action for se_signal_restore. Returns 0 or -1 with errno.
 int se_signal_install(int signo);
 int se_signal_restore(int signo);
-// Sends signo to the calling process (kill(getpid(), signo)).
+// Sends signo to the calling thread (raise(3)): delivered before it returns
+// unless the thread blocks it.
 int se_raise(int signo);
 
 // ---------------------------------------------------------------- process

@@ -247,6 +247,7 @@ extension EventBase {
     /// while no loop runs, it ends the next one.
     public func loopExit(after delay: Duration? = nil) throws(EventError) {
         if shutDown.load(ordering: .acquiring) { throw .baseShutDown(call: "EventBase.loopExit") }
+        if let delay, delay < .zero { throw .invalidTimeout(delay) }
         guard let delay, delay > .zero else {
             if discipline == .owned { checkOwner("EventBase.loopExit") }
             exitRequested.store(true, ordering: .releasing)

@@ -164,13 +164,19 @@ func runLoopInBackground(
     }
 }
 
-/// Open descriptors of this process.
-func openDescriptorCount() -> Int {
-    guard let dir = opendir("/proc/self/fd") else { return -1 }
+/// Open descriptors of this process, each as "fd -> target".
+func openDescriptors() -> Set<String> {
+    guard let dir = opendir("/proc/self/fd") else { return [] }
     defer { closedir(dir) }
-    var count = 0
-    while readdir(dir) != nil { count += 1 }
-    return count
+    var result = Set<String>()
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        guard Int32(name) != nil else { continue }
+        var buffer = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/fd/\(name)", &buffer, 255)
+        result.insert("\(name) -> \(n > 0 ? String(cString: buffer) : "?")")
+    }
+    return result
 }
 
 /// Waits until `condition` holds or `timeout` passes.

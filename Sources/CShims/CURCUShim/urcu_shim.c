@@ -6,13 +6,15 @@
 #include <stdlib.h>
 #include <urcu/urcu-memb.h>
 
-// ThreadSanitizer does not see liburcu's grace periods: liburcu is not
-// instrumented, and a grace period is a membarrier plus futex inside it. So
-// TSan would report every reclamation as racing with the readers that
-// finished before it. We tell TSan exactly what the grace period guarantees:
-// the end of every read-side section happens before any reclamation or
-// synchronize that follows it. One sync address carries that edge; nothing
-// else is annotated.
+// ThreadSanitizer does not see liburcu's synchronization: liburcu is not
+// instrumented, a grace period is a membarrier plus futex inside it, and
+// call_rcu hands its node to the call_rcu thread through liburcu's own
+// queue. So TSan would report every reclamation as racing with the readers
+// that finished before it, and with the thread that queued it. We tell TSan
+// exactly these two guarantees, and nothing else:
+// 1. the end of every read-side section happens before any reclamation or
+//    synchronize that follows it (one sync address carries that edge);
+// 2. queueing a reclamation happens before it runs (the node's address).
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define SE_TSAN 1
@@ -28,9 +30,13 @@ void __tsan_release(void *addr);
 static char se_rcu_grace_token;
 #define SE_TSAN_READER_DONE() __tsan_release(&se_rcu_grace_token)
 #define SE_TSAN_GRACE_PASSED() __tsan_acquire(&se_rcu_grace_token)
+#define SE_TSAN_HANDED_OVER(node) __tsan_release(node)
+#define SE_TSAN_TAKEN_OVER(node) __tsan_acquire(node)
 #else
 #define SE_TSAN_READER_DONE() ((void)0)
 #define SE_TSAN_GRACE_PASSED() ((void)0)
+#define SE_TSAN_HANDED_OVER(node) ((void)0)
+#define SE_TSAN_TAKEN_OVER(node) ((void)0)
 #endif
 
 static _Thread_local int se_rcu_registered = 0;
@@ -97,6 +103,7 @@ struct se_rcu_node {
 
 static void se_rcu_run_reclaim(struct rcu_head *head) {
     struct se_rcu_node *node = (struct se_rcu_node *)head;
+    SE_TSAN_TAKEN_OVER(node);
     SE_TSAN_GRACE_PASSED();
     node->reclaim(node->context);
     free(node);
@@ -125,6 +132,7 @@ void se_rcu_retire(void *context, se_rcu_reclaim_fn reclaim) {
     node->reclaim = reclaim;
     // call_rcu takes a read-side lock internally, so the caller must be registered.
     if (!se_rcu_registered) se_rcu_register_thread();
+    SE_TSAN_HANDED_OVER(node);
     urcu_memb_call_rcu(&node->head, se_rcu_run_reclaim);
 }
 

@@ -38,6 +38,32 @@ final class CommonTimeoutQueue: @unchecked Sendable {
         event.commonQueue = self
     }
 
+    /// Inserts `event` by deadline, walking from the tail (where a
+    /// rescheduled persistent event nearly always belongs; libevent's
+    /// `insert_common_timeout_inorder`).
+    func insertInOrder(_ event: Event) {
+        var after = tail
+        while let candidate = after, candidate._withUnsafeGuaranteedRef({ $0.deadline > event.deadline }) {
+            after = candidate._withUnsafeGuaranteedRef { $0.commonPrevious }
+        }
+        guard let after else {
+            let node = Unmanaged.passUnretained(event)
+            event.commonPrevious = nil
+            event.commonNext = head
+            if let head { head._withUnsafeGuaranteedRef { $0.commonPrevious = node } } else { tail = node }
+            head = node
+            event.commonQueue = self
+            return
+        }
+        let node = Unmanaged.passUnretained(event)
+        let next = after._withUnsafeGuaranteedRef { $0.commonNext }
+        event.commonPrevious = after
+        event.commonNext = next
+        after._withUnsafeGuaranteedRef { $0.commonNext = node }
+        if let next { next._withUnsafeGuaranteedRef { $0.commonPrevious = node } } else { tail = node }
+        event.commonQueue = self
+    }
+
     func remove(_ event: Event) {
         if let previous = event.commonPrevious {
             previous._withUnsafeGuaranteedRef { $0.commonNext = event.commonNext }

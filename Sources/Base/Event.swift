@@ -25,81 +25,91 @@ public final class Event: @unchecked Sendable {
     // - `Atomic` fields are the ones other threads read or request through.
     public typealias Callback = @Sendable (_ event: Event, _ what: Flags) -> Void
 
-    /// The base the event belongs to.
-    public let base: EventBase
-    /// The descriptor, the signal number for signal events, or -1.
-    public let fd: Int32
+    // The fields the dispatch path touches come first, so they share the
+    // object's first two cache lines.
+
     /// What it waits for.
     public let flags: Flags
-    let callback: Callback
-    /// Internal events (signal delivery, common timeouts, loop exit) do not
-    /// keep a loop from exiting for lack of events.
-    let isInternal: Bool
-
-    // MARK: writer state
-
-    /// Priority; lower runs first.
-    var priorityValue: Int
+    /// The descriptor, the signal number for signal events, or -1.
+    public let fd: Int32
+    /// Next event on the same descriptor or signal. Read by lock-free readers
+    /// under the rcu provider inside read-side sections; written by the writer.
+    let ioNext = Atomic<Unmanaged<Event>?>(nil)
+    /// In an active queue (EVLIST_ACTIVE) with these results (writer).
+    var isActive = false
     /// Linked into its descriptor's or signal's list (libevent's EVLIST_INSERTED).
     var isInserted = false
     /// Has a scheduled timeout (EVLIST_TIMEOUT).
     var hasTimeout = false
-    /// Absolute deadline (monotonic nanoseconds) when `hasTimeout`.
-    var deadline: Int64 = 0
+    /// The base holds a +1 reference while the event is inserted, timed or active.
+    var retainedByBase = false
+    /// Counted in the base's user-event count (inserted or timed, not internal).
+    var countedAsUserEvent = false
+    /// Internal events (common-timeout queue timers, the loop-exit timer) are
+    /// left out of introspection.
+    let isInternal: Bool
+    /// Whether, while added, it keeps the loop from exiting for lack of
+    /// events: every user event does, and the loop-exit timer (as libevent's
+    /// `event_base_loopexit` event does); queue timers do not.
+    let keepsLoopAlive: Bool
+    /// Lifecycle: normal, finalizing, finalized.
+    let lifecycle = Atomic<UInt8>(Lifecycle.normal)
+    var result: Flags = []
+    /// Pending signal deliveries to run the callback for.
+    var signalCalls = 0
+    /// Priority; lower runs first.
+    var priorityValue: Int
+    // Intrusive links (writer), unretained: the base's +1 keeps linked events alive.
+    var activeNext: Unmanaged<Event>?
+    var activePrevious: Unmanaged<Event>?
     /// The relative timeout of a persistent event, rescheduled after each run;
     /// -1 when none.
     var interval: Int64 = -1
+    let callback: Callback
+    /// The rcu provider's delete generation this activation belongs to.
+    var activationGeneration: UInt32 = 0
+    /// The delete generation the writer has applied.
+    var appliedGeneration: UInt32 = 0
+    /// Requests from other threads to the rcu writer (``Intent``).
+    let intent = Atomic<UInt64>(0)
+    /// The loop is running this event's callback on the base's reference;
+    /// a release of that reference waits until the callback returns.
+    var pinnedByDispatch = false
+    var releaseWhenUnpinned = false
+
+    // MARK: the rest of the writer state
+
+    /// The base the event belongs to.
+    public let base: EventBase
+    /// Absolute deadline (monotonic nanoseconds) when `hasTimeout`.
+    var deadline: Int64 = 0
+    /// Position in the timer heap, -1 when not in it.
+    var heapIndex = -1
     /// The common timeout queue the timeout lives in, if any.
     var commonQueue: CommonTimeoutQueue?
     /// The queue a persistent event's timeout is rescheduled on, if common.
     var intervalQueue: CommonTimeoutQueue?
     /// Set on a common queue's internal timer: the queue it expires.
     var expiresQueue: CommonTimeoutQueue?
-    /// Counted in the base's user-event count (inserted or timed, not internal).
-    var countedAsUserEvent = false
-    /// Position in the timer heap, -1 when not in it.
-    var heapIndex = -1
-    /// In an active queue (EVLIST_ACTIVE) with these results.
-    var isActive = false
-    var result: Flags = []
-    /// Pending signal deliveries to run the callback for.
-    var signalCalls = 0
-    /// The base holds a +1 reference while the event is inserted, timed or active.
-    var retainedByBase = false
-    /// The rcu provider's delete generation this activation belongs to.
-    var activationGeneration: UInt32 = 0
-    /// The delete generation the writer has applied.
-    var appliedGeneration: UInt32 = 0
     var finalizer: (@Sendable (Event) -> Void)?
     /// The finalizer has been queued to run (it runs once).
     var finalizeQueued = false
-
-    // Intrusive links (writer), unretained: the base's +1 keeps linked events alive.
     var ioPrevious: Unmanaged<Event>?
-    var activeNext: Unmanaged<Event>?
-    var activePrevious: Unmanaged<Event>?
     var commonNext: Unmanaged<Event>?
     var commonPrevious: Unmanaged<Event>?
     /// Hand-off stack link, written by the one thread that pushes the event
     /// (the `dirty` bit of `intent` makes it one) before its releasing push.
     var handoffNext: Unmanaged<Event>?
 
-    // MARK: shared state
+    // MARK: shared state for lock-free readers and other threads (rcu)
 
-    /// Next event on the same descriptor or signal. Read by lock-free readers
-    /// under the rcu provider inside read-side sections; written by the writer.
-    let ioNext = Atomic<Unmanaged<Event>?>(nil)
     /// What other threads can see without a lock: inserted I/O flags, the
     /// timeout bit and active result bits (``Published``).
     let published = Atomic<UInt32>(0)
     /// The deadline when the published timeout bit is set.
     let publishedDeadline = Atomic<Int64>(0)
-    /// Lifecycle: normal, finalizing, finalized.
-    let lifecycle = Atomic<UInt8>(Lifecycle.normal)
-    /// Requests from other threads to the rcu writer (``Intent``).
-    let intent = Atomic<UInt64>(0)
     /// The relative timeout an add request asked for (-1: none), and the
-    /// common timeout queue index (-1: none).
+    /// common timeout queue it asked for (nil: none).
     let requestedTimeout = Atomic<Int64>(-1)
     let requestedCommonQueue = Atomic<Unmanaged<CommonTimeoutQueue>?>(nil)
 
@@ -116,6 +126,7 @@ public final class Event: @unchecked Sendable {
         self.flags = flags
         self.callback = callback
         self.isInternal = false
+        self.keepsLoopAlive = true
         let count = base.priorityCount
         if let priority {
             guard (0..<count).contains(priority) else { throw .invalidPriority(priority, count: count) }
@@ -142,12 +153,15 @@ public final class Event: @unchecked Sendable {
     }
 
     /// Internal events of the base itself.
-    init(internalOn base: EventBase, fd: Int32, flags: Flags, priority: Int, callback: @escaping Callback) {
+    init(
+        internalOn base: EventBase, keepsLoopAlive: Bool, priority: Int, callback: @escaping Callback
+    ) {
         self.base = base
-        self.fd = fd
-        self.flags = flags
+        self.fd = -1
+        self.flags = []
         self.callback = callback
         self.isInternal = true
+        self.keepsLoopAlive = keepsLoopAlive
         self.priorityValue = priority
     }
 

@@ -136,11 +136,11 @@ extension EventBase {
         switch discipline {
         case .owned:
             checkOwner("Event.pending")
-            return publishedFlags(event)
+            return writerFlags(event)
         case .locked:
             baseLock.lock()
             defer { baseLock.unlock() }
-            return publishedFlags(event)
+            return writerFlags(event)
         case .readCopyUpdate:
             let intent = event.intent.load(ordering: .acquiring)
             var flags = publishedFlags(event)
@@ -163,9 +163,17 @@ extension EventBase {
     }
 
     func timeoutRemaining(of event: Event) -> Duration? {
-        guard pending(event).contains(.timeout) else { return nil }
-        let deadline = event.publishedDeadline.load(ordering: .acquiring)
-        return .nanoseconds(max(0, deadline - MonotonicClock.now()))
+        let deadline: Int64?
+        switch discipline {
+        case .owned:
+            checkOwner("Event.timeoutRemaining")
+            deadline = event.hasTimeout ? event.deadline : nil
+        case .locked:
+            deadline = baseLock.withLock { event.hasTimeout ? event.deadline : nil }
+        case .readCopyUpdate:
+            deadline = pending(event).contains(.timeout) ? event.publishedDeadline.load(ordering: .acquiring) : nil
+        }
+        return deadline.map { .nanoseconds(max(0, $0 - MonotonicClock.now())) }
     }
 
     func readPriority(of event: Event) -> Int {
@@ -221,6 +229,14 @@ extension EventBase {
         if event.flags.contains(.edgeTriggered) && !backend.features.contains(.edgeTriggered) {
             throw .unsupportedByBackend(feature: .edgeTriggered, backend: backendKind, fd: event.fd)
         }
+    }
+
+    /// What the writer's own state says the event is pending or active for.
+    func writerFlags(_ event: Event) -> Event.Flags {
+        var flags: Event.Flags = event.isInserted ? event.flags.intersection([.read, .write, .closed, .signal]) : []
+        if event.isActive { flags.formUnion(event.result) }
+        if event.hasTimeout { flags.insert(.timeout) }
+        return flags
     }
 
     func publishedFlags(_ event: Event) -> Event.Flags {
@@ -441,32 +457,48 @@ extension EventBase {
 
     /// Keeps the base's reference, the user-event count and the published
     /// state in step with the event's writer state.
+    @inline(__always)
     func settle(_ event: Event) {
         let linked = event.isInserted || event.hasTimeout || event.isActive
-        if linked != event.retainedByBase {
-            event.retainedByBase = linked
-            if linked {
-                _ = Unmanaged.passRetained(event)
-            } else if discipline == .readCopyUpdate {
-                // Lock-free readers may still be walking through it.
-                domain.retire(event)
-                Unmanaged.passUnretained(event).release()
-            } else {
-                Unmanaged.passUnretained(event).release()
-            }
-        }
-        if !event.isInternal {
-            let counted = event.isInserted || event.hasTimeout
-            if counted != event.countedAsUserEvent {
-                event.countedAsUserEvent = counted
-                userEventCount += counted ? 1 : -1
-            }
+        let counted = event.keepsLoopAlive && (event.isInserted || event.hasTimeout)
+        if linked != event.retainedByBase || counted != event.countedAsUserEvent {
+            settleReferences(event, linked: linked, counted: counted)
         }
         publish(event)
     }
 
+    @inline(never)
+    private func settleReferences(_ event: Event, linked: Bool, counted: Bool) {
+        if linked != event.retainedByBase {
+            event.retainedByBase = linked
+            if linked {
+                _ = Unmanaged.passRetained(event)
+            } else if event.pinnedByDispatch {
+                event.releaseWhenUnpinned = true
+            } else {
+                releaseBaseReference(event)
+            }
+        }
+        if counted != event.countedAsUserEvent {
+            event.countedAsUserEvent = counted
+            userEventCount += counted ? 1 : -1
+        }
+    }
+
+    /// Drops the base's +1 on an event that is no longer linked anywhere.
+    func releaseBaseReference(_ event: Event) {
+        if discipline == .readCopyUpdate {
+            // Lock-free readers may still be walking through it.
+            domain.retire(event)
+        }
+        Unmanaged.passUnretained(event).release()
+    }
+
+    /// Publishes the event's state for lock-free readers (rcu only; the
+    /// other modes read the writer state under their lock or as the owner).
     @inline(__always)
     func publish(_ event: Event) {
+        guard discipline == .readCopyUpdate else { return }
         var word: UInt32 = 0
         if event.isInserted { word |= event.flags.intersection([.read, .write, .closed, .signal]).rawValue }
         if event.isActive { word |= (event.result.rawValue & Published.flagMask) << Published.activeShift }
@@ -480,44 +512,51 @@ extension EventBase {
     // MARK: I/O registrations
 
     func insertIO(_ event: Event) throws(EventError) {
-        let slot = slot(for: event.fd)
+        let counts = registry.counts(event.fd)
         let edge = event.flags.contains(.edgeTriggered)
-        if slot.count > 0 && (slot.edgeTriggered > 0) != edge { throw .mixedEdgeTriggering(fd: event.fd) }
+        if counts.pointee.events > 0 && (counts.pointee.edgeTriggered > 0) != edge {
+            throw .mixedEdgeTriggering(fd: event.fd)
+        }
         let io = event.flags
-        let wanted = slot.wantedInterest.union(io.ioEvents)
-        if wanted != slot.interest {
+        let wanted = counts.pointee.wanted.union(io.ioEvents)
+        if wanted != counts.pointee.interest {
             do {
-                try backend.update(fd: event.fd, from: slot.interest, to: wanted, edgeTriggered: edge)
+                try backend.update(fd: event.fd, from: counts.pointee.interest, to: wanted, edgeTriggered: edge)
             } catch {
                 throw describe(error, fd: event.fd)
             }
-            slot.interest = wanted
+            counts.pointee.interest = wanted
         }
-        if io.contains(.read) { slot.readers += 1 }
-        if io.contains(.write) { slot.writers += 1 }
-        if io.contains(.closed) { slot.closers += 1 }
-        if edge { slot.edgeTriggered += 1 }
-        slot.link(event)
+        if io.contains(.read) { counts.pointee.readers += 1 }
+        if io.contains(.write) { counts.pointee.writers += 1 }
+        if io.contains(.closed) { counts.pointee.closers += 1 }
+        if edge { counts.pointee.edgeTriggered += 1 }
+        counts.pointee.events += 1
+        ensureTableCovers(event.fd)
+        table.link(event, at: Int(event.fd))
         event.isInserted = true
     }
 
     func removeIO(_ event: Event) {
-        let slot = slots[Int(event.fd)]!
+        let counts = registry.counts(event.fd)
         let io = event.flags
-        slot.unlink(event)
-        if io.contains(.read) { slot.readers -= 1 }
-        if io.contains(.write) { slot.writers -= 1 }
-        if io.contains(.closed) { slot.closers -= 1 }
-        if io.contains(.edgeTriggered) { slot.edgeTriggered -= 1 }
+        table.unlink(event, at: Int(event.fd))
+        if io.contains(.read) { counts.pointee.readers -= 1 }
+        if io.contains(.write) { counts.pointee.writers -= 1 }
+        if io.contains(.closed) { counts.pointee.closers -= 1 }
+        if io.contains(.edgeTriggered) { counts.pointee.edgeTriggered -= 1 }
+        counts.pointee.events -= 1
         event.isInserted = false
-        let wanted = slot.wantedInterest
-        if wanted != slot.interest {
+        let wanted = counts.pointee.wanted
+        if wanted != counts.pointee.interest {
             do {
-                try backend.update(fd: event.fd, from: slot.interest, to: wanted, edgeTriggered: slot.edgeTriggered > 0)
+                try backend.update(
+                    fd: event.fd, from: counts.pointee.interest, to: wanted,
+                    edgeTriggered: counts.pointee.edgeTriggered > 0)
             } catch {
                 logger.warning("SwiftEvent: \(error)")
             }
-            slot.interest = wanted
+            counts.pointee.interest = wanted
         }
     }
 

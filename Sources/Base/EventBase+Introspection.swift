@@ -23,8 +23,8 @@ extension EventBase {
             if event.isInternal { return }
             if seen.insert(ObjectIdentifier(event)).inserted { body(event) }
         }
-        for slot in slots { slot?.forEach(visit) }
-        for slot in signalSlots { slot?.forEach(visit) }
+        for fd in 0..<table.capacity { table.forEach(at: fd, visit) }
+        for signal in 0..<signalTable.capacity { signalTable.forEach(at: signal, visit) }
         timers.forEach { event in
             if let queue = event.expiresQueue { queue.forEach(visit) } else { visit(event) }
         }
@@ -70,13 +70,8 @@ extension EventBase {
         guard fd >= 0 else { return [] }
         var result: [Event] = []
         let collect: () -> Void = { [self] in
-            let table = publishedTable.load(ordering: .acquiring)
-            table._withUnsafeGuaranteedRef { table in
-                guard Int(fd) < table.capacity, let slot = table[Int(fd)] else { return }
-                slot._withUnsafeGuaranteedRef { slot in
-                    guard slot.internalRole == .none else { return }
-                    slot.forEach { result.append($0) }
-                }
+            publishedTable.load(ordering: .acquiring)._withUnsafeGuaranteedRef { table in
+                table.forEach(at: Int(fd)) { result.append($0) }
             }
         }
         switch discipline {
@@ -95,10 +90,8 @@ extension EventBase {
     public func isWatched(fd: Int32) -> Bool {
         guard fd >= 0 else { return false }
         let check: () -> Bool = { [self] in
-            let table = publishedTable.load(ordering: .acquiring)
-            return table._withUnsafeGuaranteedRef { table in
-                guard Int(fd) < table.capacity, let slot = table[Int(fd)] else { return false }
-                return slot._withUnsafeGuaranteedRef { $0.internalRole == .none && $0.head.load(ordering: .acquiring) != nil }
+            publishedTable.load(ordering: .acquiring)._withUnsafeGuaranteedRef { table in
+                table.head(at: Int(fd)) != nil
             }
         }
         switch discipline {

@@ -21,8 +21,7 @@ extension EventBase {
     public func activate(fd: Int32, flags: Event.Flags) throws(EventError) {
         guard fd >= 0 else { throw .badFileDescriptor(fd: fd, call: "EventBase.activate(fd:)") }
         try withWriter("EventBase.activate(fd:)") {
-            guard Int(fd) < self.slots.count, let slot = self.slots[Int(fd)] else { return }
-            slot.forEach { event in
+            self.table.forEach(at: Int(fd)) { event in
                 let matched = event.flags.intersection(flags).intersection(.io)
                 if !matched.isEmpty { self.applyActivate(event, matched, calls: 1) }
             }
@@ -61,8 +60,8 @@ extension EventBase {
 
     func visitAllIncludingInternal(_ body: (Event) -> Void) {
         var events: [Event] = []
-        for slot in slots { slot?.forEach { events.append($0) } }
-        for slot in signalSlots { slot?.forEach { events.append($0) } }
+        for fd in 0..<table.capacity { table.forEach(at: fd) { events.append($0) } }
+        for signal in 0..<signalTable.capacity { signalTable.forEach(at: signal) { events.append($0) } }
         timers.forEach { event in
             events.append(event)
             event.expiresQueue?.forEach { events.append($0) }
@@ -85,31 +84,28 @@ extension EventBase {
             } catch {
                 throw .system(error)
             }
-            for slot in self.slots {
-                guard let slot else { continue }
-                slot.interest = []
-                if slot.internalRole != .none { slot.internalRole = .none }
-            }
-            try self.watchInternal(fd: self.notifier.readFD, role: .notifier)
+            self.registry.clearInterest()
+            try self.watchInternal(fd: self.notifier.readFD)
+            self.notifierFD = self.notifier.readFD
             if let old = self.signalPipe {
                 close(old.read)
                 close(old.write)
                 var fds: [Int32] = [-1, -1]
                 if se_pipe_nonblocking(&fds) < 0 { throw .system(.last("pipe2")) }
                 self.signalPipe = (fds[0], fds[1])
-                try self.watchInternal(fd: fds[0], role: .signals)
+                self.signalFD = fds[0]
+                try self.watchInternal(fd: fds[0])
                 SignalRouter.shared.redirect(for: self, writeFD: fds[1])
             }
-            for slot in self.slots {
-                guard let slot, slot.internalRole == .none else { continue }
-                let wanted = slot.wantedInterest
-                guard !wanted.isEmpty else { continue }
+            for fd in self.registry.watchedDescriptors() {
+                let counts = self.registry.counts(fd)
+                let wanted = counts.pointee.wanted
                 do throws(SystemCallError) {
-                    try self.backend.update(fd: slot.fd, from: [], to: wanted, edgeTriggered: slot.edgeTriggered > 0)
+                    try self.backend.update(fd: fd, from: [], to: wanted, edgeTriggered: counts.pointee.edgeTriggered > 0)
                 } catch {
-                    throw self.describe(error, fd: slot.fd)
+                    throw self.describe(error, fd: fd)
                 }
-                slot.interest = wanted
+                counts.pointee.interest = wanted
             }
         }
     }

@@ -32,7 +32,15 @@ extension EventBase {
         loopThread.store(me, ordering: .sequentiallyConsistent)
         if discipline == .readCopyUpdate { writerThread.store(me, ordering: .relaxed) }
         defer { finishLoop() }
-        return try runIterations(options)
+        let exit = try runIterations(options)
+        // A break or exit asked during this run ends it even if the run was
+        // ending anyway (`.once`, `.nonBlocking`): use it up and report it.
+        if breakRequested.exchange(false, ordering: .acquiring) {
+            lastExit = .break
+        } else if exitRequested.exchange(false, ordering: .acquiring) {
+            lastExit = .exit
+        }
+        return exit
     }
 
     /// libevent's `event_base_dispatch`: `loop([])`.
@@ -115,22 +123,19 @@ extension EventBase {
         }
         var table = self.table
         for item in ready {
-            let fd = Int(item.fd)
-            guard fd < table.capacity, let slotNode = table[fd] else { continue }
-            let slot = slotNode.takeUnretainedValue()
-            switch slot.internalRole {
-            case .none:
-                let what = Event.Flags(rawValue: item.what)
-                slot.forEach { event in
-                    let matched = event.flags.intersection(what)
-                    if !matched.isEmpty { applyActivate(event, matched, calls: 1) }
-                }
-            case .notifier:
+            let fd = item.fd
+            if fd == notifierFD {
                 notifier.acknowledge()
                 drainHandoff()
                 table = self.table
-            case .signals:
+            } else if fd == signalFD {
                 deliverSignals()
+            } else {
+                let what = Event.Flags(rawValue: item.what)
+                table.forEach(at: Int(fd)) { event in
+                    let matched = event.flags.intersection(what)
+                    if !matched.isEmpty { applyActivate(event, matched, calls: 1) }
+                }
             }
         }
     }
@@ -151,27 +156,10 @@ extension EventBase {
     private func processQueue(_ priority: Int, limit: Int, endTime: Int64) -> Int {
         var count = 0
         while let head = activeQueues[priority].head {
-            let event = head.takeUnretainedValue()
-            let result = event.result
-            let calls = event.signalCalls
-            removeActive(event)
-            let finalizing = event.lifecycle.load(ordering: .relaxed) == Lifecycle.finalizing
-            if finalizing {
-                // Deleted when finalize was called; nothing can fire it now.
-            } else if event.flags.contains(.persist) {
-                if event.interval >= 0 { reschedulePersistent(event, result: result) }
-            } else {
-                if event.hasTimeout { removeTimeout(event) }
-                if event.isInserted { removeInserted(event) }
-            }
-            settle(event)
-            runningPriority = priority
-            if finalizing {
-                runFinalizer(event)
-            } else {
-                invoke(event, result, calls: event.flags.contains(.signal) ? max(calls, 1) : 1)
-            }
-            runningPriority = -1
+            // An active event is linked, so the base holds a reference to it;
+            // pinned, that reference outlives the callback even if the
+            // callback deletes the event: no retain/release per dispatch.
+            head._withUnsafeGuaranteedRef { event in dispatch(event, priority: priority) }
             count += 1
             if breakRequested.load(ordering: .relaxed) { return -1 }
             if count >= limit { return count }
@@ -183,6 +171,39 @@ extension EventBase {
             if continueRequested.load(ordering: .relaxed) { break }
         }
         return count
+    }
+
+    /// Takes `event` off its active queue, updates its registration as
+    /// libevent does before a callback (non-persistent events are deleted,
+    /// persistent timeouts rescheduled) and runs the callback or finalizer.
+    @inline(__always)
+    private func dispatch(_ event: Event, priority: Int) {
+        let result = event.result
+        let calls = event.signalCalls
+        event.pinnedByDispatch = true
+        removeActive(event)
+        let finalizing = event.lifecycle.load(ordering: .relaxed) == Lifecycle.finalizing
+        if finalizing {
+            // Deleted when finalize was called; nothing can fire it now.
+        } else if event.flags.contains(.persist) {
+            if event.interval >= 0 { reschedulePersistent(event, result: result) }
+        } else {
+            if event.hasTimeout { removeTimeout(event) }
+            if event.isInserted { removeInserted(event) }
+        }
+        settle(event)
+        runningPriority = priority
+        if finalizing {
+            runFinalizer(event)
+        } else {
+            invoke(event, result, calls: event.flags.contains(.signal) ? max(calls, 1) : 1)
+        }
+        runningPriority = -1
+        event.pinnedByDispatch = false
+        if event.releaseWhenUnpinned {
+            event.releaseWhenUnpinned = false
+            releaseBaseReference(event)
+        }
     }
 
     /// Runs the callback `calls` times (signals delivered more than once),
@@ -257,10 +278,12 @@ extension EventBase {
         guard delay <= EventBase.maximumTimeout else { throw .invalidTimeout(delay) }
         let nanoseconds = delay.nanosecondsRoundedUp
         try withWriter("EventBase.loopExit") {
-            let timer = self.exitTimer ?? Event(internalOn: self, fd: -1, flags: [], priority: 0) { event, _ in
+            let timer = self.exitTimer ?? Event(internalOn: self, keepsLoopAlive: true, priority: 0) { event, _ in
                 event.base.exitRequested.store(true, ordering: .releasing)
             }
             self.exitTimer = timer
+            // The earliest requested exit wins, as with libevent's one event per call.
+            if timer.hasTimeout && timer.deadline <= self.currentTime() &+ nanoseconds { return }
             self.scheduleTimeout(timer, after: nanoseconds, queue: nil)
             self.settle(timer)
         }

@@ -7,26 +7,23 @@ extension EventBase {
     func insertSignal(_ event: Event) throws(EventError) {
         let signal = event.fd
         let index = Int(signal)
-        let slot = signalSlots[index] ?? {
-            let created = FDSlot(fd: signal)
-            signalSlots[index] = created
-            return created
-        }()
-        if slot.count == 0 {
+        if signalCounts[index] == 0 {
             let pipe = try ensureSignalPipe()
             try SignalRouter.shared.install(signal, for: self, writeFD: pipe.write)
             installedSignals += 1
         }
-        slot.link(event)
+        signalCounts[index] += 1
+        signalTable.link(event, at: index)
         event.isInserted = true
     }
 
     func removeSignal(_ event: Event) {
         let signal = event.fd
-        guard let slot = signalSlots[Int(signal)] else { return }
-        slot.unlink(event)
+        let index = Int(signal)
+        signalTable.unlink(event, at: index)
+        signalCounts[index] -= 1
         event.isInserted = false
-        if slot.count == 0 {
+        if signalCounts[index] == 0 {
             SignalRouter.shared.uninstall(signal, for: self)
             installedSignals -= 1
         }
@@ -36,8 +33,9 @@ extension EventBase {
         if let signalPipe { return signalPipe }
         var fds: [Int32] = [-1, -1]
         if se_pipe_nonblocking(&fds) < 0 { throw .system(.last("pipe2")) }
-        try watchInternal(fd: fds[0], role: .signals)
+        try watchInternal(fd: fds[0])
         signalPipe = (fds[0], fds[1])
+        signalFD = fds[0]
         return (fds[0], fds[1])
     }
 
@@ -45,7 +43,7 @@ extension EventBase {
     /// once per delivery (libevent's `evsig_cb`).
     func deliverSignals() {
         guard let pipe = signalPipe else { return }
-        var counts = [Int](repeating: 0, count: signalSlots.count)
+        var counts = [Int](repeating: 0, count: signalCounts.count)
         var buffer = [UInt8](repeating: 0, count: 1024)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(pipe.read, $0.baseAddress, $0.count) }
@@ -53,8 +51,7 @@ extension EventBase {
             for i in 0..<n where Int(buffer[i]) < counts.count { counts[Int(buffer[i])] += 1 }
         }
         for (signal, count) in counts.enumerated() where count > 0 {
-            guard let slot = signalSlots[signal] else { continue }
-            slot.forEach { event in applyActivate(event, .signal, calls: count) }
+            signalTable.forEach(at: signal) { event in applyActivate(event, .signal, calls: count) }
         }
     }
 
@@ -62,7 +59,7 @@ extension EventBase {
     public func activate(signal: Int32) throws(EventError) {
         try SignalRouter.validate(signal: signal)
         try withWriter("EventBase.activate(signal:)") {
-            self.signalSlots[Int(signal)]?.forEach { event in self.applyActivate(event, .signal, calls: 1) }
+            self.signalTable.forEach(at: Int(signal)) { event in self.applyActivate(event, .signal, calls: 1) }
         }
     }
 }

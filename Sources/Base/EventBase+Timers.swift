@@ -29,7 +29,7 @@ extension EventBase {
     }
 
     func refreshWallClockOffset(now: Int64) {
-        if now - wallClockOffsetUpdated >= 5_000_000_000 || wallClockOffsetUpdated == Int64.min {
+        if wallClockOffsetUpdated == Int64.min || now &- wallClockOffsetUpdated >= 5_000_000_000 {
             wallClockOffset = MonotonicClock.wallClock() - MonotonicClock.now()
             wallClockOffsetUpdated = now
         }
@@ -46,7 +46,7 @@ extension EventBase {
         return try withWriter("EventBase.commonTimeout") {
             if let existing = self.commonQueues[nanoseconds] { return CommonTimeout(queue: existing) }
             let queue = CommonTimeoutQueue(base: self, duration: nanoseconds)
-            let timer = Event(internalOn: self, fd: -1, flags: [], priority: 0) { _, _ in }
+            let timer = Event(internalOn: self, keepsLoopAlive: false, priority: 0) { _, _ in }
             timer.expiresQueue = queue
             queue.timer = timer
             self.commonQueues[nanoseconds] = queue
@@ -158,12 +158,13 @@ extension EventBase {
             if fromDeadline >= now { next = fromDeadline }
         }
         if event.hasTimeout { removeTimeout(event) }
+        event.deadline = next
         if let queue = event.intervalQueue {
-            // A common queue is ordered by insertion: its deadline is now + duration.
-            event.deadline = now &+ queue.duration
-            insertTimeout(event, queue: queue)
+            event.hasTimeout = true
+            // Not necessarily the latest deadline on the queue: insert in order.
+            queue.insertInOrder(event)
+            if queue.head?.toOpaque() == Unmanaged.passUnretained(event).toOpaque() { armQueueTimer(queue) }
         } else {
-            event.deadline = next
             insertTimeout(event, queue: nil)
         }
     }

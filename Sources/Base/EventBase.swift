@@ -75,7 +75,7 @@ public final class EventBase: @unchecked Sendable {
     /// Closures posted with ``post(_:)``; only the loop runs them.
     let posted = HandoffStack<PostedWork>()
     /// The descriptor table lock-free readers use (rcu).
-    let publishedTable: Atomic<Unmanaged<FDTable>>
+    let publishedTable: Atomic<Unmanaged<EventListTable>>
     /// Activations merged into an already pending one.
     let coalescedActivations = Atomic<Int>(0)
     /// Why the last loop ended (``LastExit``).
@@ -83,12 +83,19 @@ public final class EventBase: @unchecked Sendable {
 
     // MARK: writer state
 
-    var table: FDTable
-    /// Slots by descriptor; they live as long as the base.
-    var slots: [FDSlot?] = []
-    var signalSlots: [FDSlot?]
-    var timers = TimerHeap()
-    var activeQueues: [ActiveQueue]
+    /// The events on each descriptor, and what each descriptor asks of the backend.
+    var table: EventListTable
+    let registry = IORegistry()
+    /// The events on each signal, and how many.
+    let signalTable: EventListTable
+    var signalCounts: [Int]
+    /// The base's own descriptors: the notifier's and the signal pipe's read ends.
+    var notifierFD: Int32 = -1
+    var signalFD: Int32 = -1
+    let timers = TimerHeap()
+    /// One queue per priority. A fixed buffer: no copy-on-write or
+    /// exclusivity checks on the dispatch path.
+    let activeQueues: UnsafeMutableBufferPointer<ActiveQueue>
     var activeCount = 0
     /// Non-internal events that are inserted or have a timeout.
     var userEventCount = 0
@@ -129,9 +136,11 @@ public final class EventBase: @unchecked Sendable {
         baseLock = resolved.provider.makeLock(.plain)
         callbackDone = resolved.provider.makeCondition()
         domain = resolved.provider.makeReadMostlyDomain()
-        activeQueues = Array(repeating: ActiveQueue(), count: configuration.priorityCount)
-        signalSlots = Array(repeating: nil, count: Int(se_signal_count()))
-        let initialTable = FDTable(capacity: 64)
+        activeQueues = .allocate(capacity: configuration.priorityCount)
+        activeQueues.initialize(repeating: ActiveQueue())
+        signalTable = EventListTable(capacity: Int(se_signal_count()))
+        signalCounts = Array(repeating: 0, count: Int(se_signal_count()))
+        let initialTable = EventListTable(capacity: 64)
         table = initialTable
         publishedTable = Atomic(Unmanaged.passUnretained(initialTable))
         do {
@@ -147,7 +156,8 @@ public final class EventBase: @unchecked Sendable {
         }
         if discipline == .owned { owner.store(ThreadIdentity.current.rawValue, ordering: .relaxed) }
         do {
-            try watchInternal(fd: notifier.readFD, role: .notifier)
+            try watchInternal(fd: notifier.readFD)
+            notifierFD = notifier.readFD
         } catch {
             backend.close()
             throw error
@@ -160,6 +170,7 @@ public final class EventBase: @unchecked Sendable {
 
     deinit {
         if !shutDown.load(ordering: .relaxed) { releaseResources() }
+        activeQueues.deallocate()
     }
 
     /// Name of the backend (libevent's `event_base_get_method`).
@@ -183,41 +194,29 @@ public final class EventBase: @unchecked Sendable {
     /// Whether ``shutdown()`` was called.
     public var isShutDown: Bool { shutDown.load(ordering: .acquiring) }
 
-    // MARK: descriptor slots (writer)
+    // MARK: descriptor table (writer)
 
-    /// The slot for `fd`, created on first use; grows the table, publishing
-    /// the new one and retiring the old one after a grace period.
-    func slot(for fd: Int32) -> FDSlot {
+    /// Makes sure the table covers `fd`: grows it by publishing a copy and
+    /// retiring the old one after a grace period (rcu readers may hold it).
+    func ensureTableCovers(_ fd: Int32) {
         let index = Int(fd)
-        if index < slots.count, let existing = slots[index] { return existing }
-        if index >= slots.count {
-            slots.append(contentsOf: repeatElement(nil, count: index + 1 - slots.count))
-        }
-        let created = FDSlot(fd: fd)
-        slots[index] = created
-        if index >= table.capacity {
-            var capacity = table.capacity
-            while capacity <= index { capacity *= 2 }
-            let grown = FDTable(capacity: capacity, copying: table)
-            let old = table
-            table = grown
-            publishedTable.store(Unmanaged.passUnretained(grown), ordering: .releasing)
-            if discipline == .readCopyUpdate { domain.retire(old) }
-        }
-        table[index] = Unmanaged.passUnretained(created)
-        return created
+        guard index >= table.capacity else { return }
+        var capacity = table.capacity
+        while capacity <= index { capacity *= 2 }
+        let grown = EventListTable(capacity: capacity, copying: table)
+        let old = table
+        table = grown
+        publishedTable.store(Unmanaged.passUnretained(grown), ordering: .releasing)
+        if discipline == .readCopyUpdate { domain.retire(old) } else { withExtendedLifetime(old) {} }
     }
 
     /// Registers one of the base's own descriptors with the backend.
-    func watchInternal(fd: Int32, role: FDSlot.InternalRole) throws(EventError) {
-        let internalSlot = slot(for: fd)
-        internalSlot.internalRole = role
+    func watchInternal(fd: Int32) throws(EventError) {
         do {
             try backend.update(fd: fd, from: [], to: .read, edgeTriggered: false)
         } catch {
             throw .system(error)
         }
-        internalSlot.interest = .read
     }
 
     /// Closes the backend, the notifier's and signal pipe's descriptors.

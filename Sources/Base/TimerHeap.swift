@@ -1,14 +1,24 @@
 /// A binary min-heap of events ordered by deadline (libevent's `min_heap`).
 /// Each event records its index, so removal and rescheduling are O(log n).
-/// Writer-only, like the events it holds.
-struct TimerHeap {
-    private var storage: [Unmanaged<Event>] = []
+/// Writer-only, like the events it holds. Storage is a manually grown buffer,
+/// so heap operations carry no copy-on-write or exclusivity checks.
+final class TimerHeap {
+    private var storage: UnsafeMutablePointer<Unmanaged<Event>>
+    private var capacity = 16
+    private(set) var count = 0
 
-    var isEmpty: Bool { storage.isEmpty }
-    var count: Int { storage.count }
+    init() {
+        storage = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        storage.deallocate()
+    }
+
+    var isEmpty: Bool { count == 0 }
 
     /// The earliest event.
-    var top: Unmanaged<Event>? { storage.first }
+    var top: Unmanaged<Event>? { count > 0 ? storage[0] : nil }
 
     @inline(__always)
     private func deadline(_ index: Int) -> Int64 {
@@ -16,35 +26,41 @@ struct TimerHeap {
     }
 
     @inline(__always)
-    private mutating func place(_ node: Unmanaged<Event>, at index: Int) {
+    private func place(_ node: Unmanaged<Event>, at index: Int) {
         storage[index] = node
         node._withUnsafeGuaranteedRef { $0.heapIndex = index }
     }
 
-    mutating func insert(_ event: Event) {
-        let node = Unmanaged.passUnretained(event)
-        storage.append(node)
-        event.heapIndex = storage.count - 1
-        siftUp(storage.count - 1)
+    func insert(_ event: Event) {
+        if count == capacity {
+            let grown = UnsafeMutablePointer<Unmanaged<Event>>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: storage, count: count)
+            storage.deallocate()
+            storage = grown
+            capacity *= 2
+        }
+        storage[count] = Unmanaged.passUnretained(event)
+        event.heapIndex = count
+        count += 1
+        siftUp(count - 1)
     }
 
-    mutating func remove(_ event: Event) {
+    func remove(_ event: Event) {
         let index = event.heapIndex
         guard index >= 0 else { return }
         event.heapIndex = -1
-        let last = storage.removeLast()
-        guard index < storage.count else { return }
-        place(last, at: index)
-        if index > 0 && deadline(index) < deadline((index - 1) / 2) {
-            siftUp(index)
-        } else {
-            siftDown(index)
-        }
+        count -= 1
+        guard index < count else { return }
+        place(storage[count], at: index)
+        update(at: index)
     }
 
     /// Restores order after `event`'s deadline changed in place.
-    mutating func update(_ event: Event) {
-        let index = event.heapIndex
+    func update(_ event: Event) {
+        update(at: event.heapIndex)
+    }
+
+    private func update(at index: Int) {
         if index > 0 && deadline(index) < deadline((index - 1) / 2) {
             siftUp(index)
         } else {
@@ -52,7 +68,7 @@ struct TimerHeap {
         }
     }
 
-    private mutating func siftUp(_ start: Int) {
+    private func siftUp(_ start: Int) {
         var index = start
         let node = storage[index]
         let key = node._withUnsafeGuaranteedRef { $0.deadline }
@@ -65,11 +81,10 @@ struct TimerHeap {
         place(node, at: index)
     }
 
-    private mutating func siftDown(_ start: Int) {
+    private func siftDown(_ start: Int) {
         var index = start
         let node = storage[index]
         let key = node._withUnsafeGuaranteedRef { $0.deadline }
-        let count = storage.count
         while true {
             var child = 2 * index + 1
             if child >= count { break }
@@ -83,6 +98,6 @@ struct TimerHeap {
 
     /// Every event in the heap (for introspection and reinit).
     func forEach(_ body: (Event) -> Void) {
-        for node in storage { node._withUnsafeGuaranteedRef(body) }
+        for index in 0..<count { storage[index]._withUnsafeGuaranteedRef(body) }
     }
 }

@@ -172,9 +172,11 @@ func openDescriptors() -> Set<String> {
     while let entry = readdir(dir) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         guard Int32(name) != nil else { continue }
-        var buffer = [CChar](repeating: 0, count: 256)
-        let n = readlink("/proc/self/fd/\(name)", &buffer, 255)
-        result.insert("\(name) -> \(n > 0 ? String(cString: buffer) : "?")")
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBufferPointer { raw in
+            raw.withMemoryRebound(to: CChar.self) { readlink("/proc/self/fd/\(name)", $0.baseAddress!, 255) }
+        }
+        result.insert("\(name) -> \(n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self) : "?")")
     }
     return result
 }

@@ -316,8 +316,12 @@ extension EventBase {
         }
     }
 
+    /// Hands `event` to the writer: wakes a running loop on the push that
+    /// made the stack non-empty, or applies it here when no loop runs. The
+    /// push and the loop's start are both sequentially consistent: either we
+    /// see the loop running, or its first drain sees our push.
     private func pushRequest(_ event: Event) {
-        if handoff.push(event) { notifier.notify() }
+        if handoff.push(event) && loopRunning.load(ordering: .sequentiallyConsistent) { notifier.notify() }
         drainIfNoLoop()
     }
 

@@ -242,7 +242,8 @@ extension EventBase {
                 }
             }
             runningEvent.store(nil, ordering: .releasing)
-            callbackEpoch.add(1, ordering: .releasing)
+            // The loop is the epoch's only writer: a plain releasing store.
+            callbackEpoch.store(callbackEpoch.load(ordering: .relaxed) &+ 1, ordering: .releasing)
         }
     }
 

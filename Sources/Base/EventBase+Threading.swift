@@ -151,7 +151,10 @@ extension EventBase {
     /// Work posted while no loop runs waits for the next ``loop(_:)``.
     public func post(_ work: @escaping @Sendable () -> Void) throws(EventError) {
         if shutDown.load(ordering: .acquiring) { throw .baseShutDown(call: "EventBase.post") }
-        if posted.push(PostedWork(work)) { notifier.notify() }
+        // A loop that is not running drains posted work when it starts.
+        if posted.push(PostedWork(work)) && loopRunning.load(ordering: .sequentiallyConsistent) {
+            notifier.notify()
+        }
     }
 
     // MARK: waiting for a running callback

@@ -33,12 +33,11 @@ extension EventBase {
             try applyAdd(event, resolved)
             wakeLoopIfNeeded()
         case .readCopyUpdate:
-            if isWriter {
+            let applied = try withWriterRole { () throws(EventError) in
                 _ = event.intent.bitwiseAnd(~Intent.requestMask, ordering: .acquiringAndReleasing)
                 try applyAdd(event, resolved)
-            } else {
-                try requestAdd(event, resolved)
             }
+            if !applied { try requestAdd(event, resolved) }
         }
     }
 
@@ -57,10 +56,11 @@ extension EventBase {
             wakeLoopIfNeeded()
             waitUntilNotRunning(event)
         case .readCopyUpdate:
-            if isWriter {
+            let applied = withWriterRole {
                 bumpGeneration(event, request: 0)
                 applyDelete(event)
-            } else {
+            }
+            if !applied {
                 request(event, Intent.delete, bumpingGeneration: true)
                 waitUntilNotRunning(event)
             }
@@ -490,11 +490,11 @@ extension EventBase {
     }
 
     /// Drops the base's +1 on an event that is no longer linked anywhere.
+    /// Under rcu, lock-free readers may still be walking through it: the
+    /// reference moves to a batch that is retired (released after a grace
+    /// period) when the writer lets go or finishes a loop iteration.
     func releaseBaseReference(_ event: Event) {
-        if discipline == .readCopyUpdate {
-            // Lock-free readers may still be walking through it.
-            domain.retire(event)
-        }
+        if discipline == .readCopyUpdate { retiredBatch.append(event) }
         Unmanaged.passUnretained(event).release()
     }
 

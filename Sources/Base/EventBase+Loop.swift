@@ -58,6 +58,7 @@ extension EventBase {
             baseLock.unlock()
         case .readCopyUpdate:
             drainHandoff()
+            flushRetired()
             writerThread.store(0, ordering: .relaxed)
             baseLock.unlock()
             drainIfNoLoop()
@@ -92,6 +93,7 @@ extension EventBase {
             cachedNow = now
             processTimeouts(now: now)
 
+            if discipline == .readCopyUpdate { flushRetired() }
             if activeCount > 0 {
                 let ran = processActive()
                 if options.contains(.once) && activeCount == 0 && ran != 0 {

@@ -87,17 +87,38 @@ extension EventBase {
 
     /// rcu: takes the writer role if no loop holds it, applies pending
     /// requests, runs `body`. Returns nil if the role is taken.
-    private func withBorrowedWriterRole<T>(_ body: () throws(EventError) -> T) throws(EventError) -> T? {
+    private func withBorrowedWriterRole<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T? {
         guard !loopRunning.load(ordering: .sequentiallyConsistent), baseLock.tryLock() else { return nil }
         let me = se_thread_id()
         writerThread.store(me, ordering: .relaxed)
         defer {
+            flushRetired()
             writerThread.store(0, ordering: .relaxed)
             baseLock.unlock()
             drainIfNoLoop()
         }
         drainHandoff()
         return try body()
+    }
+
+    /// rcu: runs `body` as the writer, when the caller is the writer or no
+    /// loop holds the role (then borrowing it); returns false, without
+    /// running `body`, when a loop on another thread holds it.
+    @inline(__always)
+    func withWriterRole<E: Error>(_ body: () throws(E) -> Void) throws(E) -> Bool {
+        if isWriter {
+            try body()
+            return true
+        }
+        return try withBorrowedWriterRole(body) != nil
+    }
+
+    /// rcu: hands the events unlinked since the last flush to the domain, to
+    /// be released after a grace period: one reclamation per batch.
+    func flushRetired() {
+        guard !retiredBatch.isEmpty else { return }
+        domain.retire(RetiredBatch(retiredBatch))
+        retiredBatch.removeAll(keepingCapacity: true)
     }
 
     /// rcu: posts `body` to the running loop and waits for its result. If
@@ -121,6 +142,7 @@ extension EventBase {
             guard baseLock.tryLock() else { return }
             writerThread.store(se_thread_id(), ordering: .relaxed)
             drainHandoff()
+            flushRetired()
             writerThread.store(0, ordering: .relaxed)
             baseLock.unlock()
         }
@@ -197,6 +219,12 @@ extension EventBase {
             }
         }
     }
+}
+
+/// Objects released together after one grace period.
+final class RetiredBatch {
+    let objects: [AnyObject]
+    init(_ objects: [AnyObject]) { self.objects = objects }
 }
 
 /// Carries a result from the loop thread back to a thread waiting in

@@ -115,6 +115,8 @@ public final class EventBase: @unchecked Sendable {
     var commonQueues: [Int64: CommonTimeoutQueue] = [:]
     /// The pending `loopExit(after:)` timer.
     var exitTimer: Event?
+    /// Events unlinked since the last flush, released after a grace period (rcu).
+    var retiredBatch: [AnyObject] = []
 
     /// Creates a base (libevent's `event_base_new_with_config`).
     public init(_ configuration: Configuration = Configuration()) throws(EventError) {

@@ -81,6 +81,12 @@ let package = Package(
             path: "Sources/Tools/EventBench",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "SharedBaseExample",
+            dependencies: ["EventCore"],
+            path: "Sources/Tools/SharedBaseExample",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "EventLockingTests",
             dependencies: ["EventLocking"],

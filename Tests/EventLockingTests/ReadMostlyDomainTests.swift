@@ -1,3 +1,5 @@
+import Dispatch
+import Glibc
 import EventLocking
 import Synchronization
 import Testing
@@ -149,6 +151,10 @@ struct ReadMostlyDomainTests {
             }
         }
         let writer = TestThread {
+            // Start publishing once the readers are inside the loop, so the
+            // run always overlaps them (threads start in any order).
+            let start = DispatchTime.now().uptimeNanoseconds
+            while reads.value < 2 && DispatchTime.now().uptimeNanoseconds - start < 5_000_000_000 { sched_yield() }
             var current = Tracked(flags[0])
             for version in 1...versions {
                 let next = Tracked(flags[version])

@@ -44,10 +44,10 @@ func onSignalThread(_ body: @escaping @Sendable () throws -> Void) {
         }
     }
 
-    @Test(arguments: Provider.all)
-    func everyEventOnTheSignalRunsOncePerDelivery(_ provider: Provider) throws {
+    @Test(arguments: BackendKind.allCases, Provider.all)
+    func everyEventOnTheSignalRunsOncePerDelivery(_ kind: BackendKind, _ provider: Provider) throws {
         onSignalThread {
-            let base = try makeBase(.epoll, provider.make())
+            let base = try makeBase(kind, provider.make())
             let first = Counter()
             let second = Counter()
             let a = try Event(base: base, signal: SIGUSR2) { _, _ in first.increment() }
@@ -63,10 +63,11 @@ func onSignalThread(_ body: @escaping @Sendable () throws -> Void) {
         }
     }
 
-    @Test func onlyOneBaseReceivesSignalsAtATime() throws {
+    @Test(arguments: BackendKind.allCases)
+    func onlyOneBaseReceivesSignalsAtATime(_ kind: BackendKind) throws {
         onSignalThread {
-            let first = try makeBase(.epoll)
-            let second = try makeBase(.poll)
+            let first = try makeBase(kind)
+            let second = try makeBase(kind)
             let one = try Event(base: first, signal: SIGUSR1) { _, _ in }
             let two = try Event(base: second, signal: SIGUSR2) { _, _ in }
             try one.add()
@@ -85,13 +86,14 @@ func onSignalThread(_ body: @escaping @Sendable () throws -> Void) {
         }
     }
 
-    @Test func deletingTheLastEventRestoresThePreviousAction() throws {
+    @Test(arguments: BackendKind.allCases)
+    func deletingTheLastEventRestoresThePreviousAction(_ kind: BackendKind) throws {
         var ignore = sigaction()
         ignore.__sigaction_handler.sa_handler = SIG_IGN
         var previous = sigaction()
         #expect(sigaction(SIGUSR2, &ignore, &previous) == 0)
         defer { sigaction(SIGUSR2, &previous, nil) }
-        let base = try makeBase(.epoll)
+        let base = try makeBase(kind)
         let event = try Event(base: base, signal: SIGUSR2) { _, _ in }
         try event.add()
         var during = sigaction()
@@ -129,8 +131,9 @@ func onSignalThread(_ body: @escaping @Sendable () throws -> Void) {
         }
     }
 
-    @Test func activatingBySignalRunsTheSignalsEvents() throws {
-        let base = try makeBase(.epoll)
+    @Test(arguments: BackendKind.allCases, Provider.all)
+    func activatingBySignalRunsTheSignalsEvents(_ kind: BackendKind, _ provider: Provider) throws {
+        let base = try makeBase(kind, provider.make())
         let fired = Counter()
         let event = try Event(base: base, signal: SIGUSR1) { _, what in
             #expect(what == .signal)

@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 
 /// Where `line` of this file is, as the debug provider records a call site.
-private func here(_ line: UInt) -> CallSite { CallSite(fileName: "\(#fileID)", line: line) }
+private func here(_ line: UInt, file: StaticString = #fileID) -> CallSite { CallSite(file: file, line: line) }
 
 @Suite("Debug lock provider")
 struct DebugLockProviderTests {
@@ -125,7 +125,7 @@ struct DebugLockProviderTests {
         #expect(ContinuousClock.now - start < .seconds(5))
         let violations = log.all
         #expect(violations.map(\.kind) == [.conditionWaitWithoutLock, .conditionWaitWithoutLock])
-        #expect(violations.map(\.site) == lines.withLock { $0 }.map(here))
+        #expect(violations.map(\.site) == lines.withLock { $0 }.map { here($0) })
         #expect(violations.allSatisfy { $0.otherSite == nil })
         // The lock was never taken by the bad waits.
         #expect(lock.tryLock())

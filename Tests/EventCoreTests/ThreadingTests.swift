@@ -405,4 +405,34 @@ import Testing
         try base.loopBreak()
         loop.join()
     }
+
+    /// However many threads hand the loop work while it is busy, the wake-up
+    /// descriptor is written at most once until the loop takes the wake-up.
+    @Test(arguments: Provider.shared, Notifier.Mechanism.allCases)
+    func manyThreadsWakeABusyLoopWithOneWrite(_ provider: Provider, _ mechanism: Notifier.Mechanism) throws {
+        let base = try makeBase(.epoll, provider.make()) { $0.notifier = mechanism }
+        let busy = Box<Bool>(false)
+        let release = Box<Bool>(false)
+        let delivered = Counter()
+        let blocker = try Event.timer(base: base) { _, _ in
+            busy.value = true
+            while release.value != true { sched_yield() }
+        }
+        let targets = try (0..<8).map { _ in try Event.timer(base: base) { _, _ in delivered.increment() } }
+        let loop = runLoopInBackground(base, .noExitOnEmpty)
+        #expect(eventually { base.isRunning })
+        try blocker.activate()
+        #expect(eventually { busy.value == true })
+        let writesBefore = base.wakeUpWrites
+        let threads = (0..<8).map { index in
+            TestThread { for _ in 0..<500 { try! targets[index].activate() } }
+        }
+        for thread in threads { thread.join() }
+        let writesWhileBusy = base.wakeUpWrites - writesBefore
+        #expect(writesWhileBusy <= 1, "\(writesWhileBusy) wake-up writes while the loop was busy")
+        release.value = true
+        #expect(delivered.wait(for: 8) >= 8)
+        try base.loopBreak()
+        loop.join()
+    }
 }

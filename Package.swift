@@ -87,27 +87,33 @@ let package = Package(
             path: "Sources/Tools/SharedBaseExample",
             swiftSettings: strict
         ),
+        .target(
+            name: "EventTestSupport",
+            dependencies: ["EventLocking"],
+            path: "Tests/Support",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "EventLockingTests",
-            dependencies: ["EventLocking"],
+            dependencies: ["EventLocking", "EventTestSupport"],
             path: "Tests/EventLockingTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "EventBackendsTests",
-            dependencies: ["EventBackends", "CEventShims"],
+            dependencies: ["EventBackends", "CEventShims", "EventTestSupport"],
             path: "Tests/EventBackendsTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "EventCoreTests",
-            dependencies: ["EventCore", "CEventShims"],
+            dependencies: ["EventCore", "CEventShims", "EventTestSupport"],
             path: "Tests/EventCoreTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "StressTests",
-            dependencies: ["EventCore"],
+            dependencies: ["EventCore", "EventTestSupport"],
             path: "StressTests",
             swiftSettings: strict
         ),

@@ -3,6 +3,7 @@ import EventLocking
 import Glibc
 import Synchronization
 import Testing
+import EventTestSupport
 
 /// Long multi-threaded runs of one shared base per lock provider: worker
 /// threads add, delete, activate, finalize and drop events and timers while
@@ -31,7 +32,7 @@ import Testing
         configuration.ignoreEnvironment = true
         let base = try EventBase(configuration)
         let books = Books()
-        let deadline = monotonicSeconds() + Self.seconds
+        let deadline = now() + .seconds(Self.seconds)
 
         // Activation-only events: never deleted during the run. A producer
         // puts a token on the event before activating it; the callback takes
@@ -56,7 +57,7 @@ import Testing
         }
 
         let loopDone = Atomic<Bool>(false)
-        let loop = StressThread {
+        let loop = TestThread {
             do {
                 try base.loop(.noExitOnEmpty)
             } catch {
@@ -66,10 +67,10 @@ import Testing
         }
 
         let workers = (0..<4).map { worker in
-            StressThread {
+            TestThread {
                 var random = SplitMix(seed: UInt64(worker + 1) * 0x9E37_79B9)
                 let churnPair = Stream()
-                while monotonicSeconds() < deadline {
+                while now() < deadline {
                     switch random.next() % 6 {
                     case 0:
                         // Activations, racing the loop.
@@ -134,10 +135,10 @@ import Testing
                 churnPair.close()
             }
         }
-        for worker in workers { worker.join() }
+        for worker in workers { worker.join(timeout: .seconds(Self.seconds + 60)) }
 
         // Let everything in flight finish, then stop the loop.
-        let settled = waitUntil(seconds: 10) {
+        let settled = eventually(timeout: .seconds(10)) {
             books.delivered.load(ordering: .relaxed) == books.issued.load(ordering: .relaxed)
                 && books.steadyTimerFires.load(ordering: .relaxed) == steadyTimers.count
                 && books.bytesRead.load(ordering: .relaxed) == books.bytesWritten.load(ordering: .relaxed)
@@ -177,15 +178,15 @@ import Testing
         let base = try EventBase(configuration)
         let first = provider.makeLock(.plain)
         let second = provider.makeLock(.plain)
-        let loop = StressThread { try! base.loop(.noExitOnEmpty) }
-        let forward = StressThread {
+        let loop = TestThread { try! base.loop(.noExitOnEmpty) }
+        let forward = TestThread {
             first.lock()
             second.lock()
             second.unlock()
             first.unlock()
         }
         forward.join()
-        let backward = StressThread {
+        let backward = TestThread {
             second.lock()
             first.lock()
             first.unlock()
@@ -226,14 +227,6 @@ final class Books: Sendable {
     let finalizersRun = Atomic<Int>(0)
     let droppedAdds = Atomic<Int>(0)
     let droppedFires = Atomic<Int>(0)
-}
-
-final class ViolationLog: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = PthreadMutexLock()
-    private var items: [LockViolation] = []
-    func append(_ violation: LockViolation) { lock.withLock { items.append(violation) } }
-    var all: [LockViolation] { lock.withLock { items } }
 }
 
 /// A non-blocking socketpair: bytes sent on one end, read from the other.
@@ -284,41 +277,4 @@ struct SplitMix {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-}
-
-final class StressThread: @unchecked Sendable {
-    // `thread` is written in init and read by join on the creating thread.
-    private var thread = pthread_t()
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(body))
-        let rc = pthread_create(&thread, nil, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, box.toOpaque())
-        precondition(rc == 0)
-    }
-
-    func join() { pthread_join(thread, nil) }
-
-    private final class Body: Sendable {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-}
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-    let end = monotonicSeconds() + seconds
-    while monotonicSeconds() < end {
-        if condition() { return true }
-        var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-        nanosleep(&pause, nil)
-    }
-    return condition()
 }

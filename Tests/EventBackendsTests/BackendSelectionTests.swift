@@ -1,5 +1,6 @@
 import EventBackends
 import Testing
+import EventTestSupport
 
 @Suite("Backend choice: libevent's order, configuration, environment and features")
 struct BackendSelectionTests {

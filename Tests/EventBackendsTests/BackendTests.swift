@@ -1,6 +1,7 @@
 import EventBackends
 import Glibc
 import Testing
+import EventTestSupport
 
 @Suite("Backends: epoll, poll and select")
 struct BackendTests {
@@ -16,10 +17,10 @@ struct BackendTests {
     func readReadiness(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         #expect(try waitOnce(backend, timeout: .zero)[pair.left] == nil, "reported readable with nothing to read")
-        pair.send(3)
+        pair.send(bytes: 3)
         #expect(try waitFor(pair.left, on: backend) == .read)
         // Level-triggered: still reported while the data waits.
         #expect(try waitOnce(backend, timeout: .zero)[pair.left] == .read)
@@ -31,7 +32,7 @@ struct BackendTests {
     func writeReadiness(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .write, edgeTriggered: false)
         #expect(try waitFor(pair.left, on: backend) == .write)
         #expect(pair.fill() > 0)
@@ -44,7 +45,7 @@ struct BackendTests {
     func removalStopsReports(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pairs = try (0..<4).map { _ in try SocketPair() }
+        let pairs = (0..<4).map { _ in SocketPair() }
         for pair in pairs {
             try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
             pair.send()
@@ -76,7 +77,7 @@ struct BackendTests {
     func modifyingInterest(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         // Writable but watched only for reading: nothing.
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         #expect(try waitOnce(backend, timeout: .milliseconds(10))[pair.left] == nil)
@@ -94,7 +95,7 @@ struct BackendTests {
     func addingTwiceReplaces(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         try backend.update(fd: pair.left, from: [], to: .write, edgeTriggered: false)
         pair.send()
@@ -109,7 +110,7 @@ struct BackendTests {
     func manyDescriptors(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pairs = try (0..<150).map { _ in try SocketPair() }
+        let pairs = (0..<150).map { _ in SocketPair() }
         for pair in pairs {
             try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         }
@@ -146,7 +147,7 @@ struct BackendTests {
     func closedPeerReported(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         #expect(try waitOnce(backend, timeout: .zero)[pair.left] == nil)
         pair.closeRight()
@@ -161,7 +162,7 @@ struct BackendTests {
     func earlyClose(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         guard backendCase.kind.features.contains(.earlyClose) else {
             #expect(backendCase.kind == .select)
             let error = #expect(throws: SystemCallError.self) {
@@ -185,7 +186,7 @@ struct BackendTests {
         #expect(events.contains(.read))
 
         // .closed alone (no read interest) is reported too, on a full close.
-        let other = try SocketPair()
+        let other = SocketPair()
         try backend.update(fd: other.left, from: [], to: .closed, edgeTriggered: false)
         #expect(try waitOnce(backend, timeout: .zero)[other.left] == nil)
         other.closeRight()
@@ -197,8 +198,8 @@ struct BackendTests {
     func highDescriptors(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
-        let low = try SocketPair()
+        let pair = SocketPair()
+        let low = SocketPair()
         let high = try duplicate(pair.left, atOrAbove: 1500 + 10 * backendCase.slot)
         defer { close(high) }
         #expect(high >= 1500)
@@ -224,7 +225,7 @@ struct BackendTests {
     func closedDescriptorRejected(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         // A high number nobody else in this process opens, so it stays closed.
         let fd = try duplicate(pair.left, atOrAbove: 9000 + 100 * backendCase.slot)
         close(fd)
@@ -262,8 +263,8 @@ struct BackendTests {
     func descriptorClosedWhileRegistered(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
-        let live = try SocketPair()
+        let pair = SocketPair()
+        let live = SocketPair()
         let doomed = try duplicate(pair.left, atOrAbove: 12000 + 100 * backendCase.slot)
         try backend.update(fd: doomed, from: [], to: .read, edgeTriggered: false)
         try backend.update(fd: live.left, from: [], to: .read, edgeTriggered: false)
@@ -289,7 +290,7 @@ struct BackendTests {
     func timeoutsRespected(_ backendCase: BackendCase, timeout: Duration) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         for _ in 0..<3 {
             let start = ContinuousClock.now
@@ -305,7 +306,7 @@ struct BackendTests {
     func zeroAndLongTimeouts(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         var start = ContinuousClock.now
         #expect(try waitOnce(backend, timeout: .zero).isEmpty)
@@ -344,7 +345,7 @@ struct BackendTests {
         let backend = try backendCase.make()
         defer { backend.close() }
         #expect(backend.features.contains(.edgeTriggered))
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: true)
         pair.send()
         #expect(try waitFor(pair.left, on: backend) == .read)
@@ -361,7 +362,7 @@ struct BackendTests {
     func reinitializeDropsRegistrations(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
         defer { backend.close() }
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         pair.send()
         #expect(try waitFor(pair.left, on: backend) == .read)
@@ -379,7 +380,7 @@ struct BackendTests {
     @Test("close is idempotent", arguments: BackendCase.all)
     func closeTwice(_ backendCase: BackendCase) throws {
         let backend = try backendCase.make()
-        let pair = try SocketPair()
+        let pair = SocketPair()
         try backend.update(fd: pair.left, from: [], to: .read, edgeTriggered: false)
         backend.close()
         backend.close()

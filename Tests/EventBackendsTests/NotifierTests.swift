@@ -1,6 +1,7 @@
 import EventBackends
 import Glibc
 import Testing
+import EventTestSupport
 
 @Suite("Notifier: cross-thread wake-ups")
 struct NotifierTests {

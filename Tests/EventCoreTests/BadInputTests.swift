@@ -4,6 +4,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Bad input gets a clear error and loses nothing: no crash, hang or leak.
 @Suite struct BadInputTests {

@@ -4,6 +4,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Reinit after fork (libevent's test_fork): the child reinitializes the
 /// inherited base and runs its own loop; the parent keeps receiving its own

@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Descriptor events on every backend (owned bases: one thread).
 @Suite struct IOEventTests {

@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// What a base tells about its events (libevent's `event_base_foreach_event`,
 /// `event_base_dump_events`, `event_base_get_num_events`), on every backend.

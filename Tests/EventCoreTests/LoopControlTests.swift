@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Loop options and loop control on every backend (owned bases):
 /// libevent's `EVLOOP_*`, loopexit, loopbreak, loopcontinue, `event_base_once`

@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Counts every lock operation of the locks it makes; reports itself as a
 /// no-exclusion provider, so a base using it is an owned base.

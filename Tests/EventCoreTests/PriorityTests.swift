@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Priorities and starvation controls on every backend (owned bases):
 /// `event_base_priority_init`, `event_priority_set`, and

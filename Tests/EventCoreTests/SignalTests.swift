@@ -4,6 +4,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Runs `body` on a new thread with SIGUSR1 and SIGUSR2 unblocked, so that
 /// `se_raise` (raise(3): the calling thread) delivers before it returns. The

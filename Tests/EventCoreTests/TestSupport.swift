@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// A lock provider a threading test runs under.
 struct Provider: Sendable, CustomTestStringConvertible {
@@ -31,123 +32,6 @@ func makeBase(
     configuration.ignoreEnvironment = true
     configure(&configuration)
     return try EventBase(configuration)
-}
-
-/// A connected pair of non-blocking UNIX stream sockets, closed on deinit.
-final class SocketPair: @unchecked Sendable {
-    // Immutable after init.
-    let left: Int32
-    let right: Int32
-
-    init() {
-        var fds: [Int32] = [-1, -1]
-        let rc = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
-        precondition(rc == 0, "socketpair failed")
-        left = fds[0]
-        right = fds[1]
-    }
-
-    deinit {
-        close(left)
-        close(right)
-    }
-
-    func send(_ text: String = "x", from fd: Int32? = nil) {
-        let target = fd ?? right
-        let written = text.utf8CString.withUnsafeBufferPointer { write(target, $0.baseAddress, $0.count - 1) }
-        precondition(written == text.utf8.count)
-    }
-
-    /// Reads and discards what is waiting on `fd` (default: left); returns the byte count.
-    @discardableResult
-    func drain(_ fd: Int32? = nil) -> Int {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var total = 0
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd ?? left, $0.baseAddress, $0.count) }
-            if n <= 0 { return total }
-            total += n
-        }
-    }
-}
-
-/// A thread-safe counter and log for observing callbacks from tests.
-final class Counter: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = PthreadMutexLock()
-    private let changed = PthreadCondition()
-    private var count = 0
-
-    func increment(by amount: Int = 1) {
-        lock.withLock { count += amount }
-        changed.broadcast()
-    }
-
-    var value: Int { lock.withLock { count } }
-
-    /// Waits until the count reaches `target` or `timeout` passes; returns the count.
-    @discardableResult
-    func wait(for target: Int, timeout: Duration = .seconds(10)) -> Int {
-        let deadline = now() + timeout
-        return lock.withLock {
-            while count < target {
-                let left = deadline - now()
-                if left <= .zero { break }
-                _ = changed.wait(on: lock, timeout: left)
-            }
-            return count
-        }
-    }
-}
-
-/// An ordered record of strings appended from callbacks.
-final class Log: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = PthreadMutexLock()
-    private var items: [String] = []
-    func append(_ item: String) { lock.withLock { items.append(item) } }
-    var entries: [String] { lock.withLock { items } }
-}
-
-/// A value set once from any thread.
-final class Box<T: Sendable>: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = PthreadMutexLock()
-    private var stored: T?
-    init(_ value: T? = nil) { stored = value }
-    var value: T? {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
-    }
-}
-
-func now() -> Duration {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
-}
-
-/// A joinable pthread running `body`.
-final class TestThread: @unchecked Sendable {
-    // `thread` is written once in init, read by join on the creating thread.
-    private var thread = pthread_t()
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(ClosureBox(body))
-        let rc = pthread_create(&thread, nil, { raw in
-            let body = Unmanaged<ClosureBox>.fromOpaque(raw!).takeRetainedValue()
-            body.run()
-            return nil
-        }, box.toOpaque())
-        precondition(rc == 0, "pthread_create failed")
-    }
-
-    func join() { pthread_join(thread, nil) }
-}
-
-private final class ClosureBox: Sendable {
-    let run: @Sendable () -> Void
-    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
 }
 
 /// Runs the loop of `base` on a new thread until it returns.
@@ -179,15 +63,4 @@ func openDescriptors() -> Set<String> {
         result.insert("\(name) -> \(n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self) : "?")")
     }
     return result
-}
-
-/// Waits until `condition` holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) -> Bool {
-    let deadline = now() + timeout
-    while now() < deadline {
-        if condition() { return true }
-        var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-        nanosleep(&pause, nil)
-    }
-    return condition()
 }

@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Shared bases used from several threads, on every shared-base provider.
 @Suite struct ThreadingTests {

@@ -1,6 +1,7 @@
 import EventCore
 import EventLocking
 import Glibc
+import EventTestSupport
 
 /// Helpers for the timer, loop-control, priority and introspection suites
 /// (namespaced so they cannot clash with other suites' helpers).

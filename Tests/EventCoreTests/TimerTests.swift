@@ -3,6 +3,7 @@ import EventCore
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 /// Timers on every backend (owned bases): one-shot, persistent, common
 /// timeouts, the cached time and precise timers, as libevent defines them.

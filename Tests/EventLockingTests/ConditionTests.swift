@@ -1,6 +1,7 @@
 import EventLocking
 import Synchronization
 import Testing
+import EventTestSupport
 
 /// Runs `body` holding `lock`, taking it with bounded tryLock polling so a
 /// broken condition that never gives the lock back fails the test instead of

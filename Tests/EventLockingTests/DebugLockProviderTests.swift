@@ -1,6 +1,7 @@
 import EventLocking
 import Synchronization
 import Testing
+import EventTestSupport
 
 /// Where `line` of this file is, as the debug provider records a call site.
 private func here(_ line: UInt, file: StaticString = #fileID) -> CallSite { CallSite(file: file, line: line) }

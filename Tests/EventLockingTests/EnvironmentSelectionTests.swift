@@ -1,6 +1,7 @@
 import EventLocking
 import Glibc
 import Testing
+import EventTestSupport
 
 @Suite("Lock provider selection by name and EVENT_LOCKING")
 struct EnvironmentSelectionTests {

@@ -1,6 +1,7 @@
 import EventLocking
 import Synchronization
 import Testing
+import EventTestSupport
 
 @Suite("Lock providers: exclusive, recursive and read/write locks")
 struct LockProviderTests {

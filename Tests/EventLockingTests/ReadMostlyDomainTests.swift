@@ -3,6 +3,7 @@ import Glibc
 import EventLocking
 import Synchronization
 import Testing
+import EventTestSupport
 
 /// A read-mostly domain under test, made fresh (or the process's URCU domain).
 struct DomainCase: Sendable, CustomTestStringConvertible {
@@ -97,7 +98,7 @@ struct ReadMostlyDomainTests {
         }
         #expect(inside.wait())
         let synchronizer = TestThread { domain.synchronize() }
-        #expect(!synchronizer.join(timeout: quietWindow), "synchronize returned while a reader was still inside")
+        #expect(!synchronizer.finishes(within: quietWindow), "synchronize returned while a reader was still inside")
         leave.open()
         #expect(reader.join())
         #expect(synchronizer.join(), "synchronize did not return after the reader left")

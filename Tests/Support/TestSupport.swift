@@ -1,0 +1,255 @@
+// Helpers shared by every test target: threads that cannot hang a test,
+// counters and boxes safe across threads, socket pairs.
+import EventLocking
+import Foundation
+import Synchronization
+import Testing
+
+/// A one-shot event a thread can wait for with a deadline.
+public final class Latch: @unchecked Sendable {
+    // `isOpen` is guarded by `condition`.
+    private let condition = NSCondition()
+    private var isOpen = false
+
+    public init() {}
+
+    public func open() {
+        condition.lock()
+        isOpen = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until opened; `false` if `timeout` passed first.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(10)) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while !isOpen {
+            if !condition.wait(until: deadline) { return isOpen }
+        }
+        return true
+    }
+
+    public var isOpenNow: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return isOpen
+    }
+}
+
+/// A thread started for a test; `join` waits with a deadline so a stuck
+/// thread fails the test instead of hanging it.
+public final class TestThread: Sendable {
+    private let finished = Latch()
+
+    public init(_ body: @escaping @Sendable () -> Void) {
+        let finished = self.finished
+        let thread = Thread {
+            body()
+            finished.open()
+        }
+        thread.start()
+    }
+
+    /// `true` once the body has returned; `false`, recorded as an issue, if
+    /// `timeout` passed first: a stuck thread never passes silently.
+    @discardableResult
+    public func join(
+        timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation
+    ) -> Bool {
+        if finished.wait(timeout: timeout) { return true }
+        Issue.record("a test thread did not finish within \(timeout)", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// Whether the body returns within `timeout`, without recording an issue.
+    public func finishes(within timeout: Duration) -> Bool { finished.wait(timeout: timeout) }
+
+    public var hasFinished: Bool { finished.isOpenNow }
+}
+
+/// Runs `body` on a fresh thread and waits for it; `false` if it did not
+/// finish within `timeout` (a deadlock), so the test fails instead of hanging.
+public func runOnThread(timeout: Duration = .seconds(20), _ body: @escaping @Sendable () -> Void) -> Bool {
+    TestThread(body).finishes(within: timeout)
+}
+
+/// Polls `condition` every millisecond until it holds or `timeout` passes.
+public func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        usleep(1_000)
+    }
+    return condition()
+}
+
+public func pause(_ duration: Duration) {
+    let (seconds, attoseconds) = duration.components
+    usleep(UInt32(seconds) * 1_000_000 + UInt32(attoseconds / 1_000_000_000_000))
+}
+
+/// Monotonic time since an arbitrary start.
+public func now() -> Duration {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
+}
+
+extension Duration {
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+/// A Boolean shared between threads.
+public final class AtomicFlag: Sendable {
+    private let storage: Atomic<Bool>
+    public init(_ value: Bool = false) { storage = Atomic(value) }
+    public var value: Bool {
+        get { storage.load(ordering: .sequentiallyConsistent) }
+        set { storage.store(newValue, ordering: .sequentiallyConsistent) }
+    }
+}
+
+/// A counter shared between threads.
+public final class AtomicCounter: Sendable {
+    private let storage = Atomic<Int>(0)
+    public init() {}
+    public func increment() { storage.add(1, ordering: .sequentiallyConsistent) }
+    public var value: Int { storage.load(ordering: .sequentiallyConsistent) }
+}
+
+/// A counter that can be waited on.
+public final class Counter: @unchecked Sendable {
+    // `count` is guarded by `lock`.
+    private let lock = PthreadMutexLock()
+    private let changed = PthreadCondition()
+    private var count = 0
+
+    public init() {}
+
+    public func increment(by amount: Int = 1) {
+        lock.withLock { count += amount }
+        changed.broadcast()
+    }
+
+    public var value: Int { lock.withLock { count } }
+
+    /// Waits until the count reaches `target` or `timeout` passes; returns the count.
+    @discardableResult
+    public func wait(for target: Int, timeout: Duration = .seconds(10)) -> Int {
+        let deadline = now() + timeout
+        return lock.withLock {
+            while count < target {
+                let left = deadline - now()
+                if left <= .zero { break }
+                _ = changed.wait(on: lock, timeout: left)
+            }
+            return count
+        }
+    }
+}
+
+/// An ordered record of strings appended from any thread.
+public final class Log: @unchecked Sendable {
+    // `items` is guarded by `lock`.
+    private let lock = PthreadMutexLock()
+    private var items: [String] = []
+    public init() {}
+    public func append(_ item: String) { lock.withLock { items.append(item) } }
+    public var entries: [String] { lock.withLock { items } }
+}
+
+/// A value read and written from any thread.
+public final class Box<T: Sendable>: @unchecked Sendable {
+    // `stored` is guarded by `lock`.
+    private let lock = PthreadMutexLock()
+    private var stored: T?
+    public init(_ value: T? = nil) { stored = value }
+    public var value: T? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
+
+/// Collects the violations a debug lock provider reports.
+public final class ViolationLog: @unchecked Sendable {
+    // `items` is guarded by `lock`.
+    private let lock = PthreadMutexLock()
+    private var items: [LockViolation] = []
+    public init() {}
+    public var record: @Sendable (LockViolation) -> Void { { [self] violation in append(violation) } }
+    public func append(_ violation: LockViolation) { lock.withLock { items.append(violation) } }
+    public var all: [LockViolation] { lock.withLock { items } }
+}
+
+/// A connected pair of non-blocking UNIX stream sockets, closed on deinit.
+public final class SocketPair: @unchecked Sendable {
+    // `left` and `right` are immutable; `rightOpen` is touched by the test thread only.
+    public let left: Int32
+    public let right: Int32
+    private var rightOpen = true
+
+    public init() {
+        var fds: [Int32] = [-1, -1]
+        let rc = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
+        precondition(rc == 0, "socketpair: \(String(cString: strerror(errno)))")
+        left = fds[0]
+        right = fds[1]
+    }
+
+    deinit {
+        close(left)
+        if rightOpen { close(right) }
+    }
+
+    public func closeRight() {
+        guard rightOpen else { return }
+        rightOpen = false
+        close(right)
+    }
+
+    /// Writes `text` to `fd` (default: right, so left becomes readable).
+    public func send(_ text: String = "x", to fd: Int32? = nil) {
+        send(Array(text.utf8), to: fd)
+    }
+
+    /// Writes `count` bytes to `fd` (default: right).
+    public func send(bytes count: Int, to fd: Int32? = nil) {
+        send([UInt8](repeating: 0x78, count: count), to: fd)
+    }
+
+    private func send(_ bytes: [UInt8], to fd: Int32?) {
+        let written = bytes.withUnsafeBytes { write(fd ?? right, $0.baseAddress, $0.count) }
+        precondition(written == bytes.count, "short write on a test socket")
+    }
+
+    /// Reads everything waiting on `fd` (default: left); returns the byte
+    /// count (0 at end of file or when nothing waits).
+    @discardableResult
+    public func drain(_ fd: Int32? = nil) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var total = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd ?? left, $0.baseAddress, $0.count) }
+            if n <= 0 { return total }
+            total += n
+        }
+    }
+
+    /// Writes to `fd` (default: left) until the kernel refuses more; returns the byte count.
+    @discardableResult
+    public func fill(_ fd: Int32? = nil) -> Int {
+        let chunk = [UInt8](repeating: 0x79, count: 65536)
+        var total = 0
+        while true {
+            let n = chunk.withUnsafeBytes { write(fd ?? left, $0.baseAddress, $0.count) }
+            if n <= 0 { return total }
+            total += n
+        }
+    }
+}

@@ -209,8 +209,10 @@ public final class Event: @unchecked Sendable {
 
     /// Deletes the event (libevent's `event_del`). Deleting an event that was
     /// never added does nothing. From another thread of a shared base it
-    /// returns only when the callback is not running and will not run again;
-    /// from inside its own callback it returns at once.
+    /// returns only when the callback is not running and will not run again
+    /// (with `.finalize` in its flags: it will not start again, but one that
+    /// is running may still be finishing); from inside its own callback it
+    /// returns at once.
     public func delete() throws(EventError) {
         try base.delete(self)
     }

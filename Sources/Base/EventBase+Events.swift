@@ -54,7 +54,7 @@ extension EventBase {
             // Deleting the last event or the earliest timer changes what the
             // loop waits for: wake it (libevent #623, #1727).
             wakeLoopIfNeeded()
-            waitUntilNotRunning(event)
+            if !event.flags.contains(.finalize) { waitUntilNotRunning(event) }
         case .readCopyUpdate:
             let applied = withWriterRole {
                 bumpGeneration(event, request: 0)
@@ -62,7 +62,7 @@ extension EventBase {
             }
             if !applied {
                 request(event, Intent.delete, bumpingGeneration: true)
-                waitUntilNotRunning(event)
+                if !event.flags.contains(.finalize) { waitUntilNotRunning(event) }
             }
         }
     }

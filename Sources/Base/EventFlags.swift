@@ -19,6 +19,11 @@ extension Event {
         public static let persist = Flags(rawValue: 0x10)
         /// Edge-triggered, where the backend has it (`EV_ET`).
         public static let edgeTriggered = Flags(rawValue: 0x20)
+        /// A delete from another thread does not wait for a running callback
+        /// (`EV_FINALIZE`): for events whose owner tears them down with
+        /// ``Event/finalize(_:)``, or whose callback takes a lock the deleter
+        /// may hold (bufferevents, listeners).
+        public static let finalize = Flags(rawValue: 0x40)
         /// The peer closed the connection (`EV_CLOSED`), where the backend
         /// detects it early.
         public static let closed = Flags(rawValue: 0x80)
@@ -37,6 +42,7 @@ extension Event {
             if contains(.signal) { names.append("Signal") }
             if contains(.persist) { names.append("Persist") }
             if contains(.edgeTriggered) { names.append("ET") }
+            if contains(.finalize) { names.append("Finalize") }
             return names.joined(separator: " ")
         }
     }

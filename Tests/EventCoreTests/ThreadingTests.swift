@@ -436,4 +436,34 @@ import EventTestSupport
         try base.loopBreak()
         loop.join()
     }
+
+    /// libevent's EV_FINALIZE: a delete from another thread does not wait for
+    /// the running callback (so it cannot deadlock on a lock that callback
+    /// takes), and the callback does not start again.
+    @Test(arguments: Provider.shared)
+    func deletingAFinalizeEventDoesNotWaitForItsCallback(_ provider: Provider) throws {
+        let base = try makeBase(.epoll, provider.make())
+        let pair = SocketPair()
+        pair.send()
+        let running = Box<Bool>(false)
+        let calls = Counter()
+        let event = try Event(base: base, fd: pair.left, flags: [.read, .persist, .finalize]) { _, _ in
+            calls.increment()
+            running.value = true
+            pause(.milliseconds(200))
+            running.value = false
+        }
+        try event.add()
+        let loop = runLoopInBackground(base)
+        #expect(eventually { running.value == true })
+        let start = now()
+        try event.delete()
+        #expect(now() - start < .milliseconds(100), "delete waited for the callback")
+        #expect(running.value == true)
+        #expect(eventually { running.value == false })
+        let callsAfter = calls.value
+        pause(.milliseconds(50))
+        #expect(calls.value == callsAfter, "the callback started again after delete")
+        loop.join()
+    }
 }

@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "EventCore", targets: ["EventCore"]),
         .library(name: "EventLocking", targets: ["EventLocking"]),
         .library(name: "EventBackends", targets: ["EventBackends"]),
+        .library(name: "EventBuffers", targets: ["EventBuffers"]),
         .executable(name: "event-bench", targets: ["EventBench"]),
     ],
     dependencies: [
@@ -72,6 +73,18 @@ let package = Package(
             path: "Sources/Base",
             swiftSettings: strict
         ),
+        .target(
+            name: "EventBuffers",
+            dependencies: [
+                "CEventShims",
+                "EventLocking",
+                "EventBackends",
+                "EventCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Buffers",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "EventBench",
             dependencies: [
@@ -112,8 +125,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "EventBuffersTests",
+            dependencies: ["EventBuffers", "CEventShims", "EventTestSupport"],
+            path: "Tests/EventBuffersTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "StressTests",
-            dependencies: ["EventCore", "EventTestSupport"],
+            dependencies: ["EventCore", "EventBuffers", "EventTestSupport"],
             path: "StressTests",
             swiftSettings: strict
         ),

@@ -10,9 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <sys/select.h>
 #include <sys/timerfd.h>
+#include <limits.h>
 #include <unistd.h>
 
 // ---------------------------------------------------------------- thread id
@@ -177,6 +181,66 @@ int se_signal_restore(int signo) {
 
 int se_raise(int signo) {
     return raise(signo);
+}
+
+// ---------------------------------------------------------------- sockets and files
+
+ssize_t se_send_iovecs(int fd, const struct iovec *iov, int count) {
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = (struct iovec *)iov;
+    message.msg_iovlen = (size_t)count;
+    return sendmsg(fd, &message, MSG_NOSIGNAL);
+}
+
+ssize_t se_writev_nosigpipe(int fd, const struct iovec *iov, int count) {
+    sigset_t pipe_only, old;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    ssize_t n = writev(fd, iov, count);
+    int saved = errno;
+    if (n < 0 && saved == EPIPE && !was_pending) {
+        // Consume the SIGPIPE this write raised, so unblocking does not deliver it.
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_only, NULL, &zero) == -1 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return n;
+}
+
+ssize_t se_sendfile(int socket, int file, int64_t *offset, size_t count) {
+    off_t position = (off_t)*offset;
+    ssize_t n = sendfile(socket, file, &position, count);
+    *offset = (int64_t)position;
+    return n;
+}
+
+int se_accept(int fd, void *address, uint32_t *length) {
+    socklen_t size = *length;
+    int result = accept4(fd, (struct sockaddr *)address, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    *length = size;
+    return result;
+}
+
+void *se_map_file(int fd, int64_t offset, size_t length, size_t *page_delta) {
+    long page = sysconf(_SC_PAGESIZE);
+    int64_t aligned = offset - offset % page;
+    *page_delta = (size_t)(offset - aligned);
+    void *address = mmap(NULL, length + *page_delta, PROT_READ, MAP_PRIVATE, fd, (off_t)aligned);
+    return address == MAP_FAILED ? NULL : address;
+}
+
+int se_unmap(void *address, size_t length) {
+    return munmap(address, length);
+}
+
+int se_iov_max(void) {
+    return IOV_MAX;
 }
 
 // ---------------------------------------------------------------- process

@@ -76,6 +76,25 @@ int se_signal_restore(int signo);
 // unless the thread blocks it.
 int se_raise(int signo);
 
+// ---------------------------------------------------------------- sockets and files
+#include <sys/uio.h>
+// sendmsg(MSG_NOSIGNAL) over iovecs: a write to a socket whose peer is gone
+// fails with EPIPE instead of raising SIGPIPE. -1/errno, ENOTSOCK for
+// descriptors that are not sockets.
+ssize_t se_send_iovecs(int fd, const struct iovec *iov, int count);
+// writev on a descriptor that is not a socket, with SIGPIPE blocked in the
+// calling thread for the call and a SIGPIPE it caused consumed: EPIPE is
+// returned instead of the process being killed.
+ssize_t se_writev_nosigpipe(int fd, const struct iovec *iov, int count);
+// sendfile(2) from `file` at `*offset` (advanced) to `socket`.
+ssize_t se_sendfile(int socket, int file, int64_t *offset, size_t count);
+// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int se_accept(int fd, void *address, uint32_t *length);
+// mmap of a read-only private file range; NULL with errno on failure.
+void *se_map_file(int fd, int64_t offset, size_t length, size_t *page_delta);
+int se_unmap(void *address, size_t length);
+int se_iov_max(void);
+
 // ---------------------------------------------------------------- process
 pid_t se_fork(void);
 int se_issetugid(void);                     // real and effective ids differ

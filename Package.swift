@@ -89,6 +89,7 @@ let package = Package(
             name: "EventBench",
             dependencies: [
                 "EventCore",
+                "EventBuffers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Tools/EventBench",

@@ -18,4 +18,4 @@ swift test --skip-build
 echo "== stress and threading tests under ThreadSanitizer"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
-    --filter 'SharedBaseStressTests|ThreadingTests'
+    --filter 'SharedBaseStressTests|BufferEventStressTests|ThreadingTests|BufferThreadingTests'

@@ -184,7 +184,10 @@ extension EventBase {
         let calls = event.signalCalls
         event.pinnedByDispatch = true
         removeActive(event)
-        let finalizing = event.lifecycle.load(ordering: .relaxed) == Lifecycle.finalizing
+        // Writer state, not the lifecycle atomic: under rcu another thread may
+        // have just claimed the finalize, but only the writer's applyFinalize
+        // turns an activation into the finalizer's.
+        let finalizing = event.finalizeQueued
         if finalizing {
             // Deleted when finalize was called; nothing can fire it now.
         } else if event.flags.contains(.persist) {

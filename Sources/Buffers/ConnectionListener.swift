@@ -51,6 +51,9 @@ public final class ConnectionListener: @unchecked Sendable {
     private var isFreed = false
     private var backingOff = false
     private var backoff: Duration = .milliseconds(10)
+    /// Connections accepted just as the listener was disabled: delivered
+    /// when it is enabled again, closed if it is freed.
+    private var parked: [(fd: Int32, peer: SocketAddress)] = []
     /// The longest pause after running out of descriptors.
     public static let maximumBackoff: Duration = .seconds(1)
 
@@ -126,6 +129,7 @@ public final class ConnectionListener: @unchecked Sendable {
             guard !isFreed else { throw .eventFinalized(call: "ConnectionListener.enable") }
             isEnabled = true
             if !backingOff { try event?.add() }
+            if !parked.isEmpty { try event?.activate(.read) }
         }
     }
 
@@ -149,6 +153,8 @@ public final class ConnectionListener: @unchecked Sendable {
             isEnabled = false
             acceptCallback = nil
             errorCallback = nil
+            for connection in parked { Glibc.close(connection.fd) }
+            parked.removeAll()
             let taken = (self.event, backoffTimer)
             self.event = nil
             backoffTimer = nil
@@ -166,6 +172,16 @@ public final class ConnectionListener: @unchecked Sendable {
 
     private func acceptReady() {
         while true {
+            // A connection parked by a disable goes first; then the kernel's.
+            let next = lock.withLock { () -> (callback: AcceptCallback, parked: (fd: Int32, peer: SocketAddress)?)? in
+                guard isEnabled, !isFreed, let acceptCallback else { return nil }
+                return (acceptCallback, parked.isEmpty ? nil : parked.removeFirst())
+            }
+            guard let next else { return }
+            if let parked = next.parked {
+                next.callback(self, parked.fd, parked.peer)
+                continue
+            }
             var storage = sockaddr_storage()
             var length = UInt32(MemoryLayout<sockaddr_storage>.size)
             let client = withUnsafeMutablePointer(to: &storage) { se_accept(fd, $0, &length) }
@@ -178,15 +194,16 @@ public final class ConnectionListener: @unchecked Sendable {
             }
             let peer = withUnsafeBytes(of: storage) { SocketAddress(raw: $0.baseAddress!, length: Int(length)) }
             let callback = lock.withLock { () -> AcceptCallback? in
-                guard isEnabled, !isFreed else { return nil }
                 backoff = .milliseconds(10)
+                guard isEnabled, !isFreed, let acceptCallback else {
+                    // Disabled (or freed) between the check and the accept:
+                    // keep the connection for the next enable.
+                    if isFreed { Glibc.close(client) } else { parked.append((client, peer)) }
+                    return nil
+                }
                 return acceptCallback
             }
-            guard let callback else {
-                // Disabled or freed while accepting: nobody takes this one.
-                Glibc.close(client)
-                return
-            }
+            guard let callback else { return }
             callback(self, client, peer)
         }
     }

@@ -176,6 +176,20 @@ public final class Box<T: Sendable>: @unchecked Sendable {
     }
 }
 
+/// A value guarded by a pthread mutex (ThreadSanitizer understands pthread
+/// locks; it has misreported `Synchronization.Mutex` here).
+public final class Guarded<Value>: @unchecked Sendable {
+    // `value` is guarded by `lock`.
+    private let lock = PthreadMutexLock()
+    private var value: Value
+    public init(_ value: Value) { self.value = value }
+    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
+
 /// Collects the violations a debug lock provider reports.
 public final class ViolationLog: @unchecked Sendable {
     // `items` is guarded by `lock`.

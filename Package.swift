@@ -96,6 +96,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "EchoServerExample",
+            dependencies: ["EventCore", "EventBuffers"],
+            path: "Sources/Tools/EchoServerExample",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "SharedBaseExample",
             dependencies: ["EventCore"],
             path: "Sources/Tools/SharedBaseExample",

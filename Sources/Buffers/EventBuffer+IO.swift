@@ -20,6 +20,9 @@ extension EventBuffer {
         try withLock { () throws(BufferError) -> IOResult in
             try checkEnd("EventBuffer.read")
             guard maxBytes > 0 else { return .wouldBlock }
+            // One read fills at most this much: larger asks would only
+            // reserve memory the kernel rarely has bytes for.
+            let maxBytes = min(maxBytes, Self.maxSingleRead)
             let pieces = reserveLocked(maxBytes)
             var vectors = (iovec(), iovec())
             var count: Int32 = 0
@@ -59,9 +62,11 @@ extension EventBuffer {
             try checkStart("EventBuffer.write")
             let limit = min(maxBytes ?? total, total)
             guard limit > 0 else { return .wouldBlock }
+            var first = 0
+            while segments[first].length == 0 { first += 1 }
             let n: Int
-            if let file = segments[0].storage.file {
-                n = try sendFile(file, segment: segments[0], to: fd, limit: limit)
+            if let file = segments[first].storage.file {
+                n = try sendFile(file, segment: segments[first], to: fd, limit: limit)
             } else {
                 n = try gatherWrite(to: fd, limit: limit)
             }
@@ -130,6 +135,9 @@ extension EventBuffer {
     }
 
     private func writeCall(_ fd: Int32) -> String { fd == notSocketFD ? "writev" : "sendmsg" }
+
+    /// The most one `read(from:)` takes.
+    static let maxSingleRead = 256 * 1024
 
     /// Segments gathered into one write (libevent's NUM_WRITE_IOVEC is 128).
     static let maxWriteVectors = Int(min(se_iov_max(), 128))

@@ -152,8 +152,21 @@ public final class EventBuffer: @unchecked Sendable {
         }
         var capacity = Self.segmentSize
         while capacity < count && capacity < Self.largeSegment { capacity *= 2 }
-        if capacity < count { capacity = (count + Self.segmentSize - 1) / Self.segmentSize * Self.segmentSize }
+        if capacity < count {
+            let (rounded, overflow) = count.addingReportingOverflow(Self.segmentSize - 1)
+            capacity = overflow ? count : rounded / Self.segmentSize * Self.segmentSize
+        }
         return SegmentStorage(capacity: capacity)
+    }
+
+    /// Removes empty segments at the end (left by `expand` or an unused
+    /// reservation) before segments that are not written into are appended,
+    /// as libevent's `evbuffer_chain_insert` does.
+    func dropEmptyTail() {
+        while let last = segments.last, last.length == 0 {
+            var empty = segments.removeLast()
+            recycle(&empty)
+        }
     }
 
     /// Keeps a drained heap storage for reuse if nothing else refers to it.
@@ -191,10 +204,12 @@ public final class EventBuffer: @unchecked Sendable {
     public func add(
         reference memory: UnsafeRawPointer, count: Int, cleanup: (@Sendable () -> Void)? = nil
     ) throws(BufferError) {
-        let storage = SegmentStorage(referencing: memory, count: count, cleanup: cleanup)
         try withLock { () throws(BufferError) in
+            // Checked before the storage exists: a refused add does not run the cleanup.
             try checkEnd("EventBuffer.add(reference:)")
+            let storage = SegmentStorage(referencing: memory, count: max(count, 0), cleanup: cleanup)
             guard count > 0 else { return }
+            dropEmptyTail()
             segments.append(Segment(storage: storage, offset: 0, length: count))
             total += count
             changed(added: count)
@@ -213,6 +228,7 @@ public final class EventBuffer: @unchecked Sendable {
         try withLock { () throws(BufferError) in
             try checkEnd("EventBuffer.add(file:)")
             guard length > 0 else { return }
+            dropEmptyTail()
             segments.append(Segment(storage: storage, offset: offset, length: length))
             total += length
             changed(added: length)
@@ -240,8 +256,10 @@ public final class EventBuffer: @unchecked Sendable {
             try other.checkStart("EventBuffer.add(buffer:)")
             let moved = other.total
             guard moved > 0 else { return }
-            other.segments.forEach { segments.append($0) }
+            dropEmptyTail()
+            other.segments.forEach { if $0.length > 0 { segments.append($0) } }
             other.segments.removeAll()
+            other.reservation = nil
             other.total = 0
             total += moved
             other.changed(removed: moved)
@@ -258,10 +276,11 @@ public final class EventBuffer: @unchecked Sendable {
             try other.checkStart("EventBuffer.prepend(buffer:)")
             let moved = other.total
             guard moved > 0 else { return }
-            for index in stride(from: other.segments.count - 1, through: 0, by: -1) {
+            for index in stride(from: other.segments.count - 1, through: 0, by: -1) where other.segments[index].length > 0 {
                 segments.prepend(other.segments[index])
             }
             other.segments.removeAll()
+            other.reservation = nil
             other.total = 0
             total += moved
             other.changed(removed: moved)
@@ -278,7 +297,8 @@ public final class EventBuffer: @unchecked Sendable {
             try checkEnd("EventBuffer.add(bufferReference:)")
             let shared = other.total
             guard shared > 0 else { return }
-            other.segments.forEach { segments.append($0) }
+            dropEmptyTail()
+            other.segments.forEach { if $0.length > 0 { segments.append($0) } }
             total += shared
             changed(added: shared)
         }
@@ -312,7 +332,7 @@ public final class EventBuffer: @unchecked Sendable {
     public func remove(upTo maxCount: Int) throws(BufferError) -> [UInt8] {
         try withLock { () throws(BufferError) in
             try checkStart("EventBuffer.remove")
-            let n = min(maxCount, total)
+            let n = min(max(maxCount, 0), total)
             let bytes = try copyToArray(count: n, from: 0)
             dropFront(n)
             changed(removed: n)
@@ -334,7 +354,7 @@ public final class EventBuffer: @unchecked Sendable {
     public func copyOut(count: Int, from position: Int = 0) throws(BufferError) -> [UInt8] {
         try withLock { () throws(BufferError) in
             guard position >= 0, position <= total else { throw .outOfRange(position: position, length: total) }
-            return try copyToArray(count: min(count, total - position), from: position)
+            return try copyToArray(count: min(max(count, 0), total - position), from: position)
         }
     }
 
@@ -406,6 +426,8 @@ public final class EventBuffer: @unchecked Sendable {
 
     /// Drops `count` bytes from the front; the lock is held, `count` <= total.
     func dropFront(_ count: Int) {
+        guard count > 0 else { return }
+        reservation = nil
         var remaining = count
         total -= count
         while remaining > 0 {
@@ -436,10 +458,16 @@ public final class EventBuffer: @unchecked Sendable {
             try checkStart("EventBuffer.move(upTo:into:)")
             try destination.checkEnd("EventBuffer.move(upTo:into:)")
             let n = min(max(count, 0), total)
+            guard n > 0 else { return 0 }
+            reservation = nil
+            destination.reservation = nil
+            destination.dropEmptyTail()
             var remaining = n
             while remaining > 0 {
                 let first = segments[0]
-                if first.length <= remaining {
+                if first.length == 0 {
+                    segments.removeFirst()
+                } else if first.length <= remaining {
                     destination.segments.append(segments.removeFirst())
                     remaining -= first.length
                 } else {
@@ -469,9 +497,11 @@ public final class EventBuffer: @unchecked Sendable {
             guard n >= 0, n <= total else { return nil }
             if n == 0 { return UnsafeRawBufferPointer(start: nil, count: 0) }
             if segments[0].length >= n {
+                // Already contiguous: nothing moves, a reservation stays valid.
                 return UnsafeRawBufferPointer(start: try bytesOf(segments[0]), count: n)
             }
             // Gather the first n bytes into one new heap segment.
+            reservation = nil
             let storage = SegmentStorage(capacity: max(n, Self.segmentSize))
             _ = try copyFront(into: UnsafeMutableRawBufferPointer(start: storage.heapBytes, count: n), from: 0)
             let keep = total
@@ -486,6 +516,7 @@ public final class EventBuffer: @unchecked Sendable {
     /// (libevent's `evbuffer_expand`).
     public func expand(_ count: Int) {
         withLock {
+            reservation = nil
             if segments.lastIsExclusiveHeap() {
                 let last = segments[segments.count - 1]
                 if last.storage.capacity - last.offset - last.length >= count { return }

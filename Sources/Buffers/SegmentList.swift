@@ -10,15 +10,17 @@ struct Segment {
 /// `head`, so taking from the front is O(1) (amortized, with occasional
 /// compaction) and appending is O(1).
 struct SegmentList {
-    private var items: [Segment] = []
+    // Slots before `head` are nil: a removed segment does not keep its
+    // storage alive (a reference's cleanup and a file's close run on time).
+    private var items: [Segment?] = []
     private var head = 0
 
     var count: Int { items.count - head }
     var isEmpty: Bool { head == items.count }
 
     subscript(index: Int) -> Segment {
-        @inline(__always) get { items[head + index] }
-        @inline(__always) _modify { yield &items[head + index] }
+        @inline(__always) get { items[head + index].unsafelyUnwrapped }
+        @inline(__always) _modify { yield &items[head + index]! }
     }
 
     var last: Segment? { isEmpty ? nil : items[items.count - 1] }
@@ -39,7 +41,8 @@ struct SegmentList {
     /// Removes and returns the first segment.
     @discardableResult
     mutating func removeFirst() -> Segment {
-        let first = items[head]
+        let first = items[head].unsafelyUnwrapped
+        items[head] = nil
         head += 1
         if head == items.count {
             items.removeAll(keepingCapacity: true)
@@ -52,7 +55,7 @@ struct SegmentList {
     }
 
     mutating func removeLast() -> Segment {
-        let last = items.removeLast()
+        let last = items.removeLast().unsafelyUnwrapped
         if head == items.count {
             items.removeAll(keepingCapacity: true)
             head = 0
@@ -69,10 +72,12 @@ struct SegmentList {
     /// that segment (so bytes may be appended after its data).
     mutating func lastIsExclusiveHeap() -> Bool {
         guard !isEmpty else { return false }
-        return items[items.count - 1].storage.isHeap && isKnownUniquelyReferenced(&items[items.count - 1].storage)
+        let index = items.count - 1
+        guard items[index].unsafelyUnwrapped.storage.isHeap else { return false }
+        return isKnownUniquelyReferenced(&items[index]!.storage)
     }
 
     func forEach(_ body: (Segment) throws -> Void) rethrows {
-        for index in head..<items.count { try body(items[index]) }
+        for index in head..<items.count { try body(items[index].unsafelyUnwrapped) }
     }
 }

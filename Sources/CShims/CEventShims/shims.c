@@ -193,29 +193,33 @@ ssize_t se_send_iovecs(int fd, const struct iovec *iov, int count) {
     return sendmsg(fd, &message, MSG_NOSIGNAL);
 }
 
-ssize_t se_writev_nosigpipe(int fd, const struct iovec *iov, int count) {
-    sigset_t pipe_only, old;
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
-    sigset_t pending;
-    sigpending(&pending);
-    int was_pending = sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-    ssize_t n = writev(fd, iov, count);
-    int saved = errno;
-    if (n < 0 && saved == EPIPE && !was_pending) {
-        // Consume the SIGPIPE this write raised, so unblocking does not deliver it.
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_only, NULL, &zero) == -1 && errno == EINTR) {}
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+// Runs a write-like call with SIGPIPE blocked in this thread; if the call
+// failed with EPIPE and raised SIGPIPE, the signal is consumed so unblocking
+// does not deliver it. A SIGPIPE already pending beforehand is left alone.
+#define SE_WITHOUT_SIGPIPE(result_type, call)                                  \
+    sigset_t pipe_only, old, pending;                                          \
+    sigemptyset(&pipe_only);                                                   \
+    sigaddset(&pipe_only, SIGPIPE);                                            \
+    sigpending(&pending);                                                      \
+    int was_pending = sigismember(&pending, SIGPIPE);                          \
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);                              \
+    result_type n = (call);                                                    \
+    int saved = errno;                                                         \
+    if (n < 0 && saved == EPIPE && !was_pending) {                             \
+        struct timespec zero = {0, 0};                                         \
+        while (sigtimedwait(&pipe_only, NULL, &zero) == -1 && errno == EINTR) {} \
+    }                                                                          \
+    pthread_sigmask(SIG_SETMASK, &old, NULL);                                  \
     errno = saved;
+
+ssize_t se_writev_nosigpipe(int fd, const struct iovec *iov, int count) {
+    SE_WITHOUT_SIGPIPE(ssize_t, writev(fd, iov, count))
     return n;
 }
 
 ssize_t se_sendfile(int socket, int file, int64_t *offset, size_t count) {
     off_t position = (off_t)*offset;
-    ssize_t n = sendfile(socket, file, &position, count);
+    SE_WITHOUT_SIGPIPE(ssize_t, sendfile(socket, file, &position, count))
     *offset = (int64_t)position;
     return n;
 }

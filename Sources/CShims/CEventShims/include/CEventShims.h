@@ -86,7 +86,8 @@ ssize_t se_send_iovecs(int fd, const struct iovec *iov, int count);
 // calling thread for the call and a SIGPIPE it caused consumed: EPIPE is
 // returned instead of the process being killed.
 ssize_t se_writev_nosigpipe(int fd, const struct iovec *iov, int count);
-// sendfile(2) from `file` at `*offset` (advanced) to `socket`.
+// sendfile(2) from `file` at `*offset` (advanced) to `socket`, with SIGPIPE
+// held off as in se_writev_nosigpipe (sendfile has no MSG_NOSIGNAL).
 ssize_t se_sendfile(int socket, int file, int64_t *offset, size_t count);
 // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int se_accept(int fd, void *address, uint32_t *length);

@@ -201,6 +201,13 @@ public final class Event: @unchecked Sendable {
         try base.add(self, timeout: timeout.map { .relative($0) } ?? .none)
     }
 
+    /// Removes the event's timeout, leaving its descriptor or signal
+    /// registration as it is (libevent's `event_remove_timer`). A pure timer
+    /// is no longer pending afterwards.
+    public func removeTimer() throws(EventError) {
+        try base.removeTimer(self)
+    }
+
     /// Adds the event with a timeout on a common-timeout queue (O(1) for
     /// many events sharing one duration; libevent's common timeouts).
     public func add(timeout: CommonTimeout) throws(EventError) {
@@ -276,6 +283,9 @@ enum Intent {
     static let add: UInt64 = 1 << 9
     static let delete: UInt64 = 2 << 9
     static let finalize: UInt64 = 3 << 9
+    /// Remove the timeout (``Event/removeTimer()``); an add with a timeout
+    /// made after it clears it.
+    static let removeTimer: UInt64 = 1 << 11
     /// Delete generation: bumped by every delete, compared at dispatch.
     static let generationShift: UInt64 = 32
 

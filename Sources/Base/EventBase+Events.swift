@@ -34,11 +34,43 @@ extension EventBase {
             wakeLoopIfNeeded()
         case .readCopyUpdate:
             let applied = try withWriterRole { () throws(EventError) in
-                _ = event.intent.bitwiseAnd(~Intent.requestMask, ordering: .acquiringAndReleasing)
+                var superseded = Intent.requestMask
+                if case .none = resolved {} else { superseded |= Intent.removeTimer }
+                _ = event.intent.bitwiseAnd(~superseded, ordering: .acquiringAndReleasing)
                 try applyAdd(event, resolved)
             }
             if !applied { try requestAdd(event, resolved) }
         }
+    }
+
+    func removeTimer(_ event: Event) throws(EventError) {
+        try checkUsable(event, "Event.removeTimer")
+        switch discipline {
+        case .owned:
+            checkOwner("Event.removeTimer")
+            applyRemoveTimer(event)
+        case .locked:
+            baseLock.lock()
+            defer { baseLock.unlock() }
+            applyRemoveTimer(event)
+            wakeLoopIfNeeded()
+        case .readCopyUpdate:
+            let applied = withWriterRole {
+                _ = event.intent.bitwiseAnd(~Intent.removeTimer, ordering: .acquiringAndReleasing)
+                applyRemoveTimer(event)
+            }
+            if !applied {
+                let old = event.intent.bitwiseOr(Intent.removeTimer | Intent.dirty, ordering: .sequentiallyConsistent).oldValue
+                if old & Intent.dirty == 0 { pushRequest(event) }
+            }
+        }
+    }
+
+    func applyRemoveTimer(_ event: Event) {
+        if event.hasTimeout { removeTimeout(event) }
+        event.interval = -1
+        event.intervalQueue = nil
+        settle(event)
     }
 
     func delete(_ event: Event) throws(EventError) {
@@ -157,6 +189,7 @@ extension EventBase {
             default:
                 break
             }
+            if intent & Intent.removeTimer != 0 { flags.remove(.timeout) }
             flags.formUnion(Event.Flags(rawValue: UInt32(intent & Intent.activationMask)))
             return flags
         }
@@ -261,9 +294,11 @@ extension EventBase {
         case .relative(let nanoseconds):
             event.requestedTimeout.store(nanoseconds, ordering: .relaxed)
             event.requestedCommonQueue.store(nil, ordering: .relaxed)
+            _ = event.intent.bitwiseAnd(~Intent.removeTimer, ordering: .relaxed)
         case .common(let queue):
             event.requestedTimeout.store(-1, ordering: .relaxed)
             event.requestedCommonQueue.store(Unmanaged.passUnretained(queue), ordering: .relaxed)
+            _ = event.intent.bitwiseAnd(~Intent.removeTimer, ordering: .relaxed)
         }
         request(event, Intent.add, bumpingGeneration: false)
     }
@@ -344,7 +379,8 @@ extension EventBase {
             default:
                 break
             }
-            let cleared = old & ~(Intent.dirty | Intent.requestMask | Intent.activationMask)
+            if old & Intent.removeTimer != 0 { applyRemoveTimer(event) }
+            let cleared = old & ~(Intent.dirty | Intent.requestMask | Intent.activationMask | Intent.removeTimer)
             let (exchanged, current) = event.intent.compareExchange(
                 expected: old, desired: cleared, ordering: .acquiringAndReleasing)
             if exchanged { break }

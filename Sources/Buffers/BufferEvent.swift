@@ -108,6 +108,9 @@ open class BufferEvent: @unchecked Sendable {
     var writeHighWatermark = 0
     var readTimeout: Duration?
     var writeTimeout: Duration?
+    /// Directions whose timeout restarts at the next transport update
+    /// (enabled again, or their timeout changed), as libevent re-adds them.
+    public final var timeoutsToRestart: Direction = []
     var isFreed = false
     /// Callbacks waiting to be delivered.
     var pendingRead = false
@@ -164,6 +167,7 @@ open class BufferEvent: @unchecked Sendable {
         try lock.withLock { () throws(EventError) in
             guard !isFreed else { throw .eventFinalized(call: "BufferEvent.enable") }
             enabledDirections.formUnion(directions)
+            timeoutsToRestart.formUnion(directions)
             try transportUpdate()
         }
     }
@@ -204,14 +208,15 @@ open class BufferEvent: @unchecked Sendable {
 
     /// Read and write timeouts (libevent's `bufferevent_set_timeouts`): no
     /// progress for that long while enabled reports `.timeout` with the
-    /// direction and disables it. Nil removes a timeout.
+    /// direction and disables it. Nil (or zero, as in libevent) removes a timeout.
     public final func setTimeouts(read: Duration?, write: Duration?) throws(EventError) {
         for timeout in [read, write] {
             if let timeout, timeout < .zero || timeout > EventBase.maximumTimeout { throw .invalidTimeout(timeout) }
         }
         try lock.withLock { () throws(EventError) in
-            readTimeout = read
-            writeTimeout = write
+            readTimeout = read == .zero ? nil : read
+            writeTimeout = write == .zero ? nil : write
+            timeoutsToRestart = .both
             try transportUpdate()
         }
     }
@@ -239,7 +244,8 @@ open class BufferEvent: @unchecked Sendable {
     /// use the mode, sockets write what they can anyway.
     public final func flush(_ directions: Direction = .write, mode: FlushMode = .flush) {
         lock.withLock { transportFlush(directions, mode: mode) }
-        deliverCallbacks()
+        // Called from any thread: callbacks still run on the loop.
+        scheduleDelivery()
     }
 
     /// The most a single read or write moves.
@@ -308,18 +314,24 @@ open class BufferEvent: @unchecked Sendable {
 
     /// The most the next read may take: the single-read cap, the room below
     /// the high watermark, and the rate limit.
-    public final var readAllowance: Int {
-        var allowance = maxSingleRead
-        if readHighWatermark > 0 { allowance = min(allowance, readHighWatermark - input.total) }
+    public final var readAllowance: Int { min(maxSingleRead, readRoom) }
+
+    /// The room below the high watermark, within the rate limit (no
+    /// single-read cap: what a pair moves at once).
+    public final var readRoom: Int {
+        var allowance = Int.max
+        if readHighWatermark > 0 { allowance = readHighWatermark - input.total }
         if let rateLimiter { allowance = min(allowance, rateLimiter.readAllowance(for: self)) }
         return max(0, allowance)
     }
 
     /// The most the next write may move.
-    public final var writeAllowance: Int {
-        var allowance = maxSingleWrite
-        if let rateLimiter { allowance = min(allowance, rateLimiter.writeAllowance(for: self)) }
-        return max(0, allowance)
+    public final var writeAllowance: Int { min(maxSingleWrite, writeRoom) }
+
+    /// What the rate limit lets through (no single-write cap).
+    public final var writeRoom: Int {
+        guard let rateLimiter else { return Int.max }
+        return max(0, rateLimiter.writeAllowance(for: self))
     }
 
     /// After a read of `count` bytes into the input: charge the rate limit,

@@ -173,13 +173,13 @@ public final class ConnectionListener: @unchecked Sendable {
     private func acceptReady() {
         while true {
             // A connection parked by a disable goes first; then the kernel's.
-            let next = lock.withLock { () -> (callback: AcceptCallback, parked: (fd: Int32, peer: SocketAddress)?)? in
-                guard isEnabled, !isFreed, let acceptCallback else { return nil }
+            let next = lock.withLock { () -> (callback: AcceptCallback?, parked: (fd: Int32, peer: SocketAddress)?)? in
+                guard isEnabled, !isFreed else { return nil }
                 return (acceptCallback, parked.isEmpty ? nil : parked.removeFirst())
             }
             guard let next else { return }
             if let parked = next.parked {
-                next.callback(self, parked.fd, parked.peer)
+                if let callback = next.callback { callback(self, parked.fd, parked.peer) } else { Glibc.close(parked.fd) }
                 continue
             }
             var storage = sockaddr_storage()
@@ -193,18 +193,27 @@ public final class ConnectionListener: @unchecked Sendable {
                 return
             }
             let peer = withUnsafeBytes(of: storage) { SocketAddress(raw: $0.baseAddress!, length: Int(length)) }
-            let callback = lock.withLock { () -> AcceptCallback? in
+            enum Disposition { case deliver(AcceptCallback), close, keep }
+            let disposition = lock.withLock { () -> Disposition in
                 backoff = .milliseconds(10)
-                guard isEnabled, !isFreed, let acceptCallback else {
-                    // Disabled (or freed) between the check and the accept:
-                    // keep the connection for the next enable.
-                    if isFreed { Glibc.close(client) } else { parked.append((client, peer)) }
-                    return nil
-                }
-                return acceptCallback
+                if isFreed { return .close }
+                // Disabled between the check and the accept: keep the
+                // connection for the next enable.
+                guard isEnabled else { return .keep }
+                // Enabled without a callback: accept and close, as libevent
+                // does, rather than leave the socket readable forever.
+                guard let acceptCallback else { return .close }
+                return .deliver(acceptCallback)
             }
-            guard let callback else { return }
-            callback(self, client, peer)
+            switch disposition {
+            case .deliver(let callback):
+                callback(self, client, peer)
+            case .close:
+                Glibc.close(client)
+            case .keep:
+                lock.withLock { parked.append((client, peer)) }
+                return
+            }
         }
     }
 

@@ -31,8 +31,10 @@ public final class PairBufferEvent: BufferEvent, @unchecked Sendable {
     /// both are enabled, the destination's high watermark and rate limits allow.
     private static func transfer(from source: PairBufferEvent, to destination: PairBufferEvent) {
         guard source.writingWanted, destination.readingWanted else { return }
-        var count = min(source.output.total, source.writeAllowance)
-        count = min(count, destination.readAllowance)
+        // Everything, as libevent's be_pair_transfer: only the high
+        // watermark and rate limits hold bytes back, not the single-read cap.
+        var count = min(source.output.total, source.writeRoom)
+        count = min(count, destination.readRoom)
         guard count > 0 else { return }
         source.output.unfreeze(end: false)
         destination.input.unfreeze(end: true)

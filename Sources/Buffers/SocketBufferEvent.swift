@@ -13,6 +13,9 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
     private var writeEvent: Event?
     private var readArmed = false
     private var writeArmed = false
+    /// The timeouts the armed events carry.
+    private var readArmedTimeout: Duration?
+    private var writeArmedTimeout: Duration?
     private var connecting = false
     /// Internal events still to be finalized before a close-on-free close.
     private var finalizersLeft = 0
@@ -78,11 +81,14 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
 
     public override func transportUpdate() throws(EventError) {
         guard socket >= 0, let readEvent, let writeEvent else { return }
+        let restart = timeoutsToRestart
+        timeoutsToRestart = []
         let wantRead = readingWanted && !connecting
         if wantRead {
-            if !readArmed || readTimeout != nil {
-                try readEvent.add(timeout: readTimeout)
+            if !readArmed || restart.contains(.read) || readArmedTimeout != readTimeout {
+                try arm(readEvent, timeout: readTimeout, had: readArmed ? readArmedTimeout : nil)
                 readArmed = true
+                readArmedTimeout = readTimeout
             }
         } else if readArmed {
             try readEvent.delete()
@@ -90,14 +96,21 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
         }
         let wantWrite = connecting || (writingWanted && output.total > 0)
         if wantWrite {
-            if !writeArmed {
-                try writeEvent.add(timeout: writeTimeout)
+            if !writeArmed || restart.contains(.write) || writeArmedTimeout != writeTimeout {
+                try arm(writeEvent, timeout: writeTimeout, had: writeArmed ? writeArmedTimeout : nil)
                 writeArmed = true
+                writeArmedTimeout = writeTimeout
             }
         } else if writeArmed {
             try writeEvent.delete()
             writeArmed = false
         }
+    }
+
+    /// Adds `event` with `timeout`, removing a timeout it had when there is none now.
+    private func arm(_ event: Event, timeout: Duration?, had previous: Duration?) throws(EventError) {
+        try event.add(timeout: timeout)
+        if timeout == nil && previous != nil { try event.removeTimer() }
     }
 
     public override func transportOutputAdded() {

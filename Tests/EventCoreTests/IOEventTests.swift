@@ -290,4 +290,29 @@ import EventTestSupport
         try base.loop()
         #expect(fired.value == 1)
     }
+
+    /// libevent's event_remove_timer: the timeout goes, the descriptor
+    /// registration stays.
+    @Test(arguments: BackendKind.allCases)
+    func removingTheTimerKeepsTheDescriptorRegistration(_ kind: BackendKind) throws {
+        let base = try makeBase(kind)
+        let pair = SocketPair()
+        let what = Box<Event.Flags>()
+        let event = try Event(base: base, fd: pair.left, flags: [.read]) { _, flags in what.value = flags }
+        try event.add(timeout: .milliseconds(20))
+        try event.removeTimer()
+        #expect(event.pending() == .read)
+        #expect(event.timeoutRemaining == nil)
+        try base.loopExit(after: .milliseconds(60))
+        try base.loop()
+        #expect(what.value == nil, "the removed timeout fired")
+        pair.send()
+        try base.loop()
+        #expect(what.value == .read)
+        let timer = try Event.timer(base: base) { _, _ in what.value = .timeout }
+        try timer.add(timeout: .seconds(5))
+        try timer.removeTimer()
+        #expect(!timer.isPending)
+        #expect(try base.loop() == .noEvents)
+    }
 }

@@ -466,4 +466,24 @@ import EventTestSupport
         #expect(calls.value == callsAfter, "the callback started again after delete")
         loop.join()
     }
+
+    @Test(arguments: Provider.shared)
+    func removingATimerFromAnotherThreadStopsIt(_ provider: Provider) throws {
+        let base = try makeBase(.epoll, provider.make())
+        let fired = Counter()
+        let timer = try Event.timer(base: base) { _, _ in fired.increment() }
+        let keepAlive = try Event.timer(base: base) { _, _ in }
+        try keepAlive.add(timeout: .seconds(60))
+        let loop = runLoopInBackground(base)
+        #expect(eventually { base.isRunning })
+        try timer.add(timeout: .milliseconds(80))
+        try timer.removeTimer()
+        #expect(!timer.isPending)
+        pause(.milliseconds(150))
+        #expect(fired.value == 0, "the removed timeout fired")
+        try timer.add(timeout: .milliseconds(10))
+        #expect(fired.wait(for: 1) == 1)
+        try keepAlive.delete()
+        loop.join()
+    }
 }

@@ -32,6 +32,12 @@ let package = Package(
             name: "CEventShims",
             path: "Sources/CShims/CEventShims"
         ),
+        // Counts heap allocations by interposing malloc and friends; linked
+        // only into event-bench (its `allocations` subcommand).
+        .target(
+            name: "CAllocationCounter",
+            path: "Sources/CShims/CAllocationCounter"
+        ),
         // liburcu (memb flavour), linked through pkg-config. No _LGPL_SOURCE.
         .systemLibrary(
             name: "CLibURCU",
@@ -90,6 +96,7 @@ let package = Package(
             dependencies: [
                 "EventCore",
                 "EventBuffers",
+                "CAllocationCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Tools/EventBench",

@@ -76,6 +76,10 @@ public final class Event: @unchecked Sendable {
     /// a release of that reference waits until the callback returns.
     var pinnedByDispatch = false
     var releaseWhenUnpinned = false
+    /// rcu: unlinked from a list lock-free readers walk since its last
+    /// retirement, so a reader may still hold it: its release must wait for
+    /// a grace period. An event that was only active or timed never was.
+    var readersMayHold = false
 
     // MARK: the rest of the writer state
 

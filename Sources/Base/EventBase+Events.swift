@@ -526,11 +526,17 @@ extension EventBase {
     }
 
     /// Drops the base's +1 on an event that is no longer linked anywhere.
-    /// Under rcu, lock-free readers may still be walking through it: the
-    /// reference moves to a batch that is retired (released after a grace
-    /// period) when the writer lets go or finishes a loop iteration.
+    /// Under rcu, if the event was in a descriptor or signal list since it
+    /// was last retired, lock-free readers may still be walking through it:
+    /// the reference moves to a batch that is retired (released after a grace
+    /// period) when the writer lets go or finishes a loop iteration. An event
+    /// that was only active or timed (an activation from another thread, a
+    /// timer) was never reachable by readers and is released at once.
     func releaseBaseReference(_ event: Event) {
-        if discipline == .readCopyUpdate { retiredBatch.append(event) }
+        if event.readersMayHold {
+            event.readersMayHold = false
+            retiredBatch.append(event)
+        }
         Unmanaged.passUnretained(event).release()
     }
 
@@ -581,6 +587,7 @@ extension EventBase {
         let counts = registry.counts(event.fd)
         let io = event.flags
         table.unlink(event, at: Int(event.fd))
+        event.readersMayHold = discipline == .readCopyUpdate
         if io.contains(.read) { counts.pointee.readers -= 1 }
         if io.contains(.write) { counts.pointee.writers -= 1 }
         if io.contains(.closed) { counts.pointee.closers -= 1 }

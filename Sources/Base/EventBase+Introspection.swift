@@ -67,23 +67,30 @@ extension EventBase {
     /// registrations inside a read-side section, taking no lock; with the
     /// mutex provider it takes the base lock.
     public func events(forFD fd: Int32) -> [Event] {
-        guard fd >= 0 else { return [] }
         var result: [Event] = []
-        let collect: () -> Void = { [self] in
+        forEachEvent(onFD: fd) { result.append($0) }
+        return result
+    }
+
+    /// Calls `body` for each event watching `fd`, without copying the list
+    /// (lock-free under rcu: inside a read-side section; under the base lock
+    /// with mutex). `body` must not add or delete events.
+    public func forEachEvent(onFD fd: Int32, _ body: (Event) -> Void) {
+        guard fd >= 0 else { return }
+        func visit() {
             publishedTable.load(ordering: .acquiring)._withUnsafeGuaranteedRef { table in
-                table.forEach(at: Int(fd)) { result.append($0) }
+                table.forEach(at: Int(fd), body)
             }
         }
         switch discipline {
         case .owned:
-            checkOwner("EventBase.events(forFD:)")
-            collect()
+            checkOwner("EventBase.forEachEvent(onFD:)")
+            visit()
         case .locked:
-            baseLock.withLock(collect)
+            baseLock.withLock(visit)
         case .readCopyUpdate:
-            domain.withReadSection(collect)
+            domain.withReadSection(visit)
         }
-        return result
     }
 
     /// Whether any event watches `fd` (lock-free under rcu).

@@ -21,6 +21,7 @@ extension EventBase {
         let signal = event.fd
         let index = Int(signal)
         signalTable.unlink(event, at: index)
+        event.readersMayHold = discipline == .readCopyUpdate
         signalCounts[index] -= 1
         event.isInserted = false
         if signalCounts[index] == 0 {

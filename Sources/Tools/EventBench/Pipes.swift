@@ -1,7 +1,6 @@
 import ArgumentParser
 import EventBackends
 import EventCore
-import EventLocking
 import Glibc
 
 /// libevent's test/bench.c method: a ring of socketpairs with persistent read
@@ -10,7 +9,16 @@ import Glibc
 /// has been read, each callback passing a byte on while writes remain.
 struct Pipes: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "libevent's bench.c: a chain of active socketpairs; prints µs per round.")
+        abstract: "libevent's bench.c: a chain of active socketpairs; prints µs per round.",
+        discussion: """
+            Each round re-adds every persistent read event (untimed), runs the loop once without \
+            blocking, writes one byte into -a evenly spaced pairs, then times the loop (once, \
+            non-blocking, repeated) until every byte fired has been read; each read callback passes \
+            a byte on to the next pair while -w writes remain. Summary: \
+            `pipes lib=swiftevent backend=B locking=L n=N a=A w=W rounds=R median_us=X`. \
+            --sweep runs n = 100, 1000, 5000, 9000 × a = 1, 100 on every backend (w = -w or n); \
+            --plot draws µs per round against n, a line per backend and a.
+            """)
 
     @Option(name: .short, help: "Number of socketpairs.")
     var n = 100
@@ -24,32 +32,63 @@ struct Pipes: ParsableCommand {
     @Option(name: .short, help: "Rounds.")
     var r = 25
 
-    @Option(name: .short, help: "Backend method: epoll, poll or select (default: as the environment allows).")
-    var m: String?
-
-    @Option(name: .long, help: "Lock provider: none, mutex, rcu, debug, debug-rcu (default: EVENT_LOCKING, else mutex).")
-    var locking: String?
+    @OptionGroup var common: CommonOptions
 
     @Flag(name: .long, help: "Use pipes instead of socketpairs.")
     var pipes = false
+
+    @Flag(name: .long, help: "Print only the summary line, not every round.")
+    var quiet = false
+
+    @Flag(name: .long, help: "Run n = 100, 1000, 5000, 9000 × a = 1, 100 on every backend.")
+    var sweep = false
+
+    @Option(name: .long, help: "With --sweep: write an SVG chart of µs per round against n.")
+    var plot: String?
 
     func validate() throws {
         guard n >= 1 else { throw ValidationError("-n must be at least 1") }
         guard a >= 1 && a <= n else { throw ValidationError("-a must be in 1...n") }
         guard r >= 1 else { throw ValidationError("-r must be at least 1") }
         if let w, w < 0 { throw ValidationError("-w must not be negative") }
-        if let m, BackendKind(rawValue: m) == nil {
-            throw ValidationError("unknown method '\(m)'; expected epoll, poll or select")
-        }
+        if plot != nil && !sweep { throw ValidationError("--plot needs --sweep") }
     }
 
     func run() throws {
-        try raiseDescriptorLimit(to: rlim_t(n * 2 + 64))
-        var configuration = EventBase.Configuration()
-        configuration.method = m.flatMap(BackendKind.init(rawValue:))
-        if let locking { configuration.lockProvider = try LockProviders.named(locking, source: "--locking") }
-        let base = try EventBase(configuration)
+        guard sweep else {
+            let result = try measure(n: n, a: a, w: w ?? n, method: nil, printRounds: !quiet)
+            try result.summary.emit(csv: common.csv)
+            return
+        }
+        var points: [PlotSeries] = []
+        for kind in BackendKind.allCases {
+            for active in [1, 100] {
+                var series = PlotSeries(label: "\(kind) a=\(active)")
+                for count in [100, 1000, 5000, 9000] {
+                    let result = try measure(n: count, a: min(active, count), w: w ?? count, method: kind, printRounds: false)
+                    try result.summary.emit(csv: common.csv)
+                    series.points.append((Double(count), result.median))
+                }
+                points.append(series)
+            }
+        }
+        if let plot {
+            try SVGPlot(
+                title: "event-bench pipes: µs per round against socketpairs (w = \(w.map(String.init) ?? "n"))",
+                xLabel: "socketpairs (n)", yLabel: "µs per round (median of \(r))", series: points
+            ).write(to: plot)
+            print("plot written to \(plot)")
+        }
+    }
 
+    struct Result {
+        let summary: Summary
+        let median: Double
+    }
+
+    func measure(n: Int, a: Int, w writes: Int, method: BackendKind?, printRounds: Bool) throws -> Result {
+        try raiseDescriptorLimit(to: rlim_t(n * 2 + 64))
+        let base = try EventBase(try common.configuration(method: method))
         let ring = try Ring(count: n, usePipes: pipes)
         defer { ring.close() }
         let state = ChainState(ring: ring)
@@ -62,8 +101,6 @@ struct Pipes: ParsableCommand {
                     state.readOne(from: event.fd, passingTo: next)
                 })
         }
-
-        let writes = w ?? n
         let space = (n / a) * 2
         var samples: [Double] = []
         for round in 0..<r {
@@ -85,13 +122,21 @@ struct Pipes: ParsableCommand {
             } while state.reads != state.fired
             let elapsed = now() - start
             samples.append(elapsed)
-            print("round \(round): \(formatted(elapsed)) us")
+            if printRounds { print("round \(round): \(formatted(elapsed)) us") }
         }
         for event in events { try event.delete() }
         try base.shutdown()
-        samples.sort()
-        let median = samples[samples.count / 2]
-        print("backend=\(base.method) locking=\(base.lockProvider.name) median_us=\(formatted(median))")
+        var summary = Summary("pipes")
+        summary.add("lib", "swiftevent")
+        summary.add("backend", base.method)
+        summary.add("locking", base.lockProvider.name)
+        summary.add("n", n)
+        summary.add("a", a)
+        summary.add("w", writes)
+        summary.add("rounds", r)
+        let middle = median(samples)
+        summary.add("median_us", middle)
+        return Result(summary: summary, median: middle)
     }
 }
 

@@ -1,8 +1,6 @@
 import ArgumentParser
-import EventBackends
 import EventBuffers
 import EventCore
-import EventLocking
 import Glibc
 
 /// Moves N MB through M echo connections made of bufferevents: over TCP on
@@ -11,7 +9,13 @@ import Glibc
 /// does the same with libevent.
 struct Throughput: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Bufferevent echo throughput over TCP or pairs; prints MB/s.")
+        abstract: "Bufferevent echo throughput over TCP or pairs; prints MB/s.",
+        discussion: """
+            M client bufferevents each send N/M MB in chunks (at most four queued, refilled from the \
+            write callback) to an echo (a listener and server bufferevents on 127.0.0.1, or the other \
+            end of a bufferevent pair) and read the echo back. Summary: `throughput lib=swiftevent \
+            mode=M backend=B locking=L connections=C megabytes=N mb_per_s=X` (median of -r runs).
+            """)
 
     @Option(name: .shortAndLong, help: "Connections.")
     var connections = 4
@@ -25,11 +29,7 @@ struct Throughput: ParsableCommand {
     @Option(name: .long, help: "Transport: socket (TCP on 127.0.0.1) or pair.")
     var mode = "socket"
 
-    @Option(name: .short, help: "Backend method.")
-    var m: String?
-
-    @Option(name: .long, help: "Lock provider: none, mutex, rcu, debug, debug-rcu.")
-    var locking: String?
+    @OptionGroup var common: CommonOptions
 
     @Option(name: .short, help: "Repetitions; the median is reported.")
     var r = 3
@@ -42,9 +42,7 @@ struct Throughput: ParsableCommand {
     }
 
     func run() throws {
-        var configuration = EventBase.Configuration()
-        configuration.method = m.flatMap(BackendKind.init(rawValue:))
-        if let locking { configuration.lockProvider = try LockProviders.named(locking, source: "--locking") }
+        let configuration = try common.configuration()
         var rates: [Double] = []
         var name = ("", "")
         for round in 0..<r {
@@ -56,11 +54,15 @@ struct Throughput: ParsableCommand {
             print("round \(round): \(formatted(seconds * 1e6)) us, \(formatted(rate)) MB/s")
             try base.shutdown()
         }
-        rates.sort()
-        let median = rates[rates.count / 2]
-        print(
-            "throughput mode=\(mode) backend=\(name.0) locking=\(name.1) connections=\(connections) "
-                + "megabytes=\(megabytes) mb_per_s=\(formatted(median))")
+        var summary = Summary("throughput")
+        summary.add("lib", "swiftevent")
+        summary.add("mode", mode)
+        summary.add("backend", name.0)
+        summary.add("locking", name.1)
+        summary.add("connections", connections)
+        summary.add("megabytes", megabytes)
+        summary.add("mb_per_s", median(rates))
+        try summary.emit(csv: common.csv)
     }
 
     /// One client's progress: bytes still to send and echoed bytes received.

@@ -25,8 +25,11 @@ public final class Event: @unchecked Sendable {
     // - `Atomic` fields are the ones other threads read or request through.
     public typealias Callback = @Sendable (_ event: Event, _ what: Flags) -> Void
 
-    // The fields the dispatch path touches come first, so they share the
-    // object's first two cache lines.
+    // Layout: 104 bytes of fields after the 16-byte object header, so an
+    // event is one 128-byte malloc chunk (libevent's is 144). Hot fields
+    // first; what few events use (persistent intervals, common timeouts,
+    // finalizers, signal counts, the rcu provider's request words) lives in
+    // `cold`, made on first use by the writer (at creation under rcu).
 
     /// What it waits for.
     public let flags: Flags
@@ -35,87 +38,177 @@ public final class Event: @unchecked Sendable {
     /// Next event on the same descriptor or signal. Read by lock-free readers
     /// under the rcu provider inside read-side sections; written by the writer.
     let ioNext = Atomic<Unmanaged<Event>?>(nil)
-    /// In an active queue (EVLIST_ACTIVE) with these results (writer).
-    var isActive = false
-    /// Linked into its descriptor's or signal's list (libevent's EVLIST_INSERTED).
-    var isInserted = false
-    /// Has a scheduled timeout (EVLIST_TIMEOUT).
-    var hasTimeout = false
-    /// The base holds a +1 reference while the event is inserted, timed or active.
-    var retainedByBase = false
-    /// Counted in the base's user-event count (inserted or timed, not internal).
-    var countedAsUserEvent = false
-    /// Internal events (common-timeout queue timers, the loop-exit timer) are
-    /// left out of introspection.
-    let isInternal: Bool
-    /// Whether, while added, it keeps the loop from exiting for lack of
-    /// events: every user event does, and the loop-exit timer (as libevent's
-    /// `event_base_loopexit` event does); queue timers do not.
-    let keepsLoopAlive: Bool
-    /// Lifecycle: normal, finalizing, finalized.
-    let lifecycle = Atomic<UInt8>(Lifecycle.normal)
-    var result: Flags = []
-    /// Pending signal deliveries to run the callback for.
-    var signalCalls = 0
-    /// Priority; lower runs first.
-    var priorityValue: Int
     // Intrusive links (writer), unretained: the base's +1 keeps linked events alive.
     var activeNext: Unmanaged<Event>?
     var activePrevious: Unmanaged<Event>?
-    /// The relative timeout of a persistent event, rescheduled after each run;
-    /// -1 when none.
-    var interval: Int64 = -1
-    let callback: Callback
-    /// The rcu provider's delete generation this activation belongs to.
-    var activationGeneration: UInt32 = 0
-    /// The delete generation the writer has applied.
-    var appliedGeneration: UInt32 = 0
-    /// Requests from other threads to the rcu writer (``Intent``).
-    let intent = Atomic<UInt64>(0)
-    /// The loop is running this event's callback on the base's reference;
-    /// a release of that reference waits until the callback returns.
-    var pinnedByDispatch = false
-    var releaseWhenUnpinned = false
-    /// rcu: unlinked from a list lock-free readers walk since its last
-    /// retirement, so a reader may still hold it: its release must wait for
-    /// a grace period. An event that was only active or timed never was.
-    var readersMayHold = false
-
-    // MARK: the rest of the writer state
-
-    /// The base the event belongs to.
-    public let base: EventBase
-    /// Absolute deadline (monotonic nanoseconds) when `hasTimeout`.
+    /// Absolute deadline (monotonic nanoseconds) when `hasTimeout` (writer).
     var deadline: Int64 = 0
-    /// Position in the timer heap, -1 when not in it.
-    var heapIndex = -1
-    /// The common timeout queue the timeout lives in, if any.
-    var commonQueue: CommonTimeoutQueue?
-    /// The queue a persistent event's timeout is rescheduled on, if common.
-    var intervalQueue: CommonTimeoutQueue?
-    /// Set on a common queue's internal timer: the queue it expires.
-    var expiresQueue: CommonTimeoutQueue?
-    var finalizer: (@Sendable (Event) -> Void)?
-    /// The finalizer has been queued to run (it runs once).
-    var finalizeQueued = false
-    var ioPrevious: Unmanaged<Event>?
-    var commonNext: Unmanaged<Event>?
-    var commonPrevious: Unmanaged<Event>?
     /// Hand-off stack link, written by the one thread that pushes the event
     /// (the `dirty` bit of `intent` makes it one) before its releasing push.
     var handoffNext: Unmanaged<Event>?
-
-    // MARK: shared state for lock-free readers and other threads (rcu)
-
-    /// What other threads can see without a lock: inserted I/O flags, the
-    /// timeout bit and active result bits (``Published``).
+    let callback: Callback
+    /// The base the event belongs to.
+    public let base: EventBase
+    /// Rarely used state (writer; immutable reference once made under rcu).
+    var cold: EventColdState?
+    /// Position in the timer heap, -1 when not in it (writer).
+    var heapIndex: Int32 = -1
+    /// The flags it is active with (writer).
+    var result: Flags = []
+    /// Requests from other threads to the writer (``Intent``): under rcu
+    /// every request, under mutex/debug handed-over activations.
+    let intent = Atomic<UInt64>(0)
+    /// What other threads can see without a lock under rcu: inserted I/O
+    /// flags, the timeout bit and active result bits (``Published``).
     let published = Atomic<UInt32>(0)
-    /// The deadline when the published timeout bit is set.
-    let publishedDeadline = Atomic<Int64>(0)
-    /// The relative timeout an add request asked for (-1: none), and the
-    /// common timeout queue it asked for (nil: none).
-    let requestedTimeout = Atomic<Int64>(-1)
-    let requestedCommonQueue = Atomic<Unmanaged<CommonTimeoutQueue>?>(nil)
+    /// Writer state bits (``StateBit``), and the immutable kind bits.
+    var state: UInt16
+    /// Priority; lower runs first (writer).
+    var priorityRaw: UInt8
+    /// Lifecycle: normal, finalizing, finalized.
+    let lifecycle = Atomic<UInt8>(Lifecycle.normal)
+
+    // MARK: state bits (writer)
+
+    @inline(__always)
+    private func bit(_ mask: UInt16) -> Bool { state & mask != 0 }
+
+    @inline(__always)
+    private func set(_ mask: UInt16, _ on: Bool) {
+        if on { state |= mask } else { state &= ~mask }
+    }
+
+    /// In an active queue (EVLIST_ACTIVE).
+    var isActive: Bool {
+        @inline(__always) get { bit(StateBit.active) }
+        @inline(__always) set { set(StateBit.active, newValue) }
+    }
+    /// Linked into its descriptor's or signal's list (libevent's EVLIST_INSERTED).
+    var isInserted: Bool {
+        @inline(__always) get { bit(StateBit.inserted) }
+        @inline(__always) set { set(StateBit.inserted, newValue) }
+    }
+    /// Has a scheduled timeout (EVLIST_TIMEOUT).
+    var hasTimeout: Bool {
+        @inline(__always) get { bit(StateBit.timeout) }
+        @inline(__always) set { set(StateBit.timeout, newValue) }
+    }
+    /// The base holds a +1 reference while the event is inserted, timed or active.
+    var retainedByBase: Bool {
+        @inline(__always) get { bit(StateBit.retained) }
+        @inline(__always) set { set(StateBit.retained, newValue) }
+    }
+    /// Counted in the base's user-event count (inserted or timed, not internal).
+    var countedAsUserEvent: Bool {
+        @inline(__always) get { bit(StateBit.counted) }
+        @inline(__always) set { set(StateBit.counted, newValue) }
+    }
+    /// The loop is running this event's callback on the base's reference;
+    /// a release of that reference waits until the callback returns.
+    var pinnedByDispatch: Bool {
+        @inline(__always) get { bit(StateBit.pinned) }
+        @inline(__always) set { set(StateBit.pinned, newValue) }
+    }
+    var releaseWhenUnpinned: Bool {
+        @inline(__always) get { bit(StateBit.releaseWhenUnpinned) }
+        @inline(__always) set { set(StateBit.releaseWhenUnpinned, newValue) }
+    }
+    /// rcu: unlinked from a list lock-free readers walk since its last
+    /// retirement, so a reader may still hold it: its release must wait for
+    /// a grace period. An event that was only active or timed never was.
+    var readersMayHold: Bool {
+        @inline(__always) get { bit(StateBit.readersMayHold) }
+        @inline(__always) set { set(StateBit.readersMayHold, newValue) }
+    }
+    /// The finalizer has been queued to run (it runs once).
+    var finalizeQueued: Bool {
+        @inline(__always) get { bit(StateBit.finalizeQueued) }
+        @inline(__always) set { set(StateBit.finalizeQueued, newValue) }
+    }
+    /// Internal events (common-timeout queue timers, the loop-exit timer) are
+    /// left out of introspection.
+    var isInternal: Bool { bit(StateBit.internal) }
+    /// Whether, while added, it keeps the loop from exiting for lack of
+    /// events: every user event does, and the loop-exit timer (as libevent's
+    /// `event_base_loopexit` event does); queue timers do not.
+    var keepsLoopAlive: Bool { bit(StateBit.keepsLoopAlive) }
+
+    var priorityValue: Int {
+        @inline(__always) get { Int(priorityRaw) }
+        set { priorityRaw = UInt8(newValue) }
+    }
+
+    // MARK: cold state, forwarded (writer unless noted)
+
+    /// The cold state, made now if needed (writer).
+    @inline(never)
+    func makeCold() -> EventColdState {
+        if let cold { return cold }
+        let made = EventColdState()
+        cold = made
+        return made
+    }
+
+    /// The cold state under rcu, where it is made at creation.
+    var rcuState: EventColdState {
+        @inline(__always) get { cold.unsafelyUnwrapped }
+    }
+
+    /// The relative timeout of a persistent event, rescheduled after each
+    /// run; -1 when none.
+    var interval: Int64 {
+        @inline(__always) get { cold?.interval ?? -1 }
+        set {
+            if let cold { cold.interval = newValue } else if newValue != -1 { makeCold().interval = newValue }
+        }
+    }
+    /// Pending signal deliveries to run the callback for (signal events
+    /// have cold state from creation).
+    var signalCalls: Int {
+        get { cold?.signalCalls ?? 0 }
+        set { if let cold { cold.signalCalls = newValue } }
+    }
+    /// The common timeout queue the timeout lives in, if any.
+    var commonQueue: CommonTimeoutQueue? {
+        get { cold?.commonQueue }
+        set {
+            if let cold { cold.commonQueue = newValue } else if newValue != nil { makeCold().commonQueue = newValue }
+        }
+    }
+    /// The queue a persistent event's timeout is rescheduled on, if common.
+    var intervalQueue: CommonTimeoutQueue? {
+        get { cold?.intervalQueue }
+        set {
+            if let cold { cold.intervalQueue = newValue } else if newValue != nil { makeCold().intervalQueue = newValue }
+        }
+    }
+    /// Set on a common queue's internal timer: the queue it expires.
+    var expiresQueue: CommonTimeoutQueue? {
+        get { cold?.expiresQueue }
+        set {
+            if let cold { cold.expiresQueue = newValue } else if newValue != nil { makeCold().expiresQueue = newValue }
+        }
+    }
+    var commonNext: Unmanaged<Event>? {
+        get { cold?.commonNext }
+        set {
+            if let cold { cold.commonNext = newValue } else if newValue != nil { makeCold().commonNext = newValue }
+        }
+    }
+    var commonPrevious: Unmanaged<Event>? {
+        get { cold?.commonPrevious }
+        set {
+            if let cold { cold.commonPrevious = newValue } else if newValue != nil { makeCold().commonPrevious = newValue }
+        }
+    }
+    /// Stored by the thread whose finalize won (under the lock, as the owner,
+    /// or under rcu in the cold state made at creation).
+    var finalizer: (@Sendable (Event) -> Void)? {
+        get { cold?.finalizer }
+        set {
+            if let cold { cold.finalizer = newValue } else if newValue != nil { makeCold().finalizer = newValue }
+        }
+    }
 
     /// Creates an event on `base` for a descriptor (`fd` ≥ 0 with read,
     /// write or closed), a signal (`.signal` in `flags`, `fd` is the signal
@@ -125,19 +218,17 @@ public final class Event: @unchecked Sendable {
         callback: @escaping Callback
     ) throws(EventError) {
         try Self.validate(fd: fd, flags: flags, base: base)
+        // Everything that can throw comes before the first stored property.
+        let count = base.priorityCount
+        let chosen = priority ?? count / 2
+        guard (0..<count).contains(chosen) else { throw .invalidPriority(chosen, count: count) }
         self.base = base
         self.fd = fd
         self.flags = flags
         self.callback = callback
-        self.isInternal = false
-        self.keepsLoopAlive = true
-        let count = base.priorityCount
-        if let priority {
-            guard (0..<count).contains(priority) else { throw .invalidPriority(priority, count: count) }
-            priorityValue = priority
-        } else {
-            priorityValue = count / 2
-        }
+        self.state = StateBit.keepsLoopAlive
+        self.priorityRaw = UInt8(chosen)
+        if base.discipline == .readCopyUpdate || flags.contains(.signal) { cold = EventColdState() }
     }
 
     /// A signal event (libevent's `evsignal_new`): persistent unless `flags`
@@ -164,9 +255,9 @@ public final class Event: @unchecked Sendable {
         self.fd = -1
         self.flags = []
         self.callback = callback
-        self.isInternal = true
-        self.keepsLoopAlive = keepsLoopAlive
-        self.priorityValue = priority
+        self.state = StateBit.internal | (keepsLoopAlive ? StateBit.keepsLoopAlive : 0)
+        self.priorityRaw = UInt8(priority)
+        if base.discipline == .readCopyUpdate { cold = EventColdState() }
     }
 
     private static func validate(fd: Int32, flags: Flags, base: EventBase) throws(EventError) {
@@ -256,6 +347,45 @@ public final class Event: @unchecked Sendable {
 
     /// Whether ``finalize(_:)`` was called.
     public var isFinalized: Bool { lifecycle.load(ordering: .acquiring) != Lifecycle.normal }
+}
+
+/// What few events use, kept out of ``Event`` to keep it small.
+final class EventColdState: @unchecked Sendable {
+    // Plain fields: the event's writer (see Event). Atomics: rcu requests
+    // from other threads.
+    var interval: Int64 = -1
+    var signalCalls = 0
+    var commonQueue: CommonTimeoutQueue?
+    var intervalQueue: CommonTimeoutQueue?
+    var expiresQueue: CommonTimeoutQueue?
+    var commonNext: Unmanaged<Event>?
+    var commonPrevious: Unmanaged<Event>?
+    var finalizer: (@Sendable (Event) -> Void)?
+    /// rcu: the delete generation an activation belongs to, and the one the
+    /// writer has applied.
+    var activationGeneration: UInt32 = 0
+    var appliedGeneration: UInt32 = 0
+    /// rcu: the deadline when the published timeout bit is set.
+    let publishedDeadline = Atomic<Int64>(0)
+    /// rcu: the relative timeout an add request asked for (-1: none), and
+    /// the common timeout queue it asked for (nil: none).
+    let requestedTimeout = Atomic<Int64>(-1)
+    let requestedCommonQueue = Atomic<Unmanaged<CommonTimeoutQueue>?>(nil)
+}
+
+/// Bits of ``Event/state``.
+enum StateBit {
+    static let active: UInt16 = 1 << 0
+    static let inserted: UInt16 = 1 << 1
+    static let timeout: UInt16 = 1 << 2
+    static let retained: UInt16 = 1 << 3
+    static let counted: UInt16 = 1 << 4
+    static let pinned: UInt16 = 1 << 5
+    static let releaseWhenUnpinned: UInt16 = 1 << 6
+    static let readersMayHold: UInt16 = 1 << 7
+    static let finalizeQueued: UInt16 = 1 << 8
+    static let `internal`: UInt16 = 1 << 9
+    static let keepsLoopAlive: UInt16 = 1 << 10
 }
 
 /// Lifecycle values of ``Event/lifecycle``.

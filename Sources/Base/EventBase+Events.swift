@@ -1,3 +1,4 @@
+import CEventShims
 import EventBackends
 import Glibc
 import Synchronization
@@ -106,10 +107,32 @@ extension EventBase {
             checkOwner("Event.activate")
             applyActivate(event, what, calls: 1)
         case .locked:
-            baseLock.lock()
-            defer { baseLock.unlock() }
-            applyActivate(event, what, calls: 1)
-            wakeLoopIfNeeded()
+            let running = loopThread.load(ordering: .acquiring)
+            if running != 0 && running != se_thread_id() {
+                // A loop runs on another thread: hand the activation over
+                // without the base lock (the loop applies it under the lock
+                // on its next pass), as under rcu.
+                let old = event.intent.bitwiseOr(
+                    UInt64(what.rawValue) & Intent.activationMask | Intent.dirty, ordering: .sequentiallyConsistent
+                ).oldValue
+                if old & Intent.activationMask != 0 {
+                    coalescedActivations.add(1, ordering: .relaxed)
+                }
+                if old & Intent.dirty == 0 {
+                    if handoff.push(event) && loopRunning.load(ordering: .sequentiallyConsistent) {
+                        notifier.notify()
+                    }
+                    // The loop stopped meanwhile: apply it ourselves.
+                    if !loopRunning.load(ordering: .sequentiallyConsistent) {
+                        baseLock.withLock { drainHandoff() }
+                    }
+                }
+            } else {
+                baseLock.lock()
+                defer { baseLock.unlock() }
+                applyActivate(event, what, calls: 1)
+                wakeLoopIfNeeded()
+            }
         case .readCopyUpdate:
             if isWriter {
                 applyActivate(event, what, calls: 1)
@@ -172,15 +195,17 @@ extension EventBase {
         case .locked:
             baseLock.lock()
             defer { baseLock.unlock() }
-            return writerFlags(event)
+            // With an activation handed over to the loop but not yet applied.
+            let handedOver = event.intent.load(ordering: .acquiring) & Intent.activationMask
+            return writerFlags(event).union(Event.Flags(rawValue: UInt32(handedOver)))
         case .readCopyUpdate:
             let intent = event.intent.load(ordering: .acquiring)
             var flags = publishedFlags(event)
             switch intent & Intent.requestMask {
             case Intent.add:
                 flags.formUnion(event.flags.intersection([.read, .write, .closed, .signal]))
-                if event.requestedTimeout.load(ordering: .relaxed) >= 0
-                    || event.requestedCommonQueue.load(ordering: .relaxed) != nil
+                if event.rcuState.requestedTimeout.load(ordering: .relaxed) >= 0
+                    || event.rcuState.requestedCommonQueue.load(ordering: .relaxed) != nil
                 {
                     flags.insert(.timeout)
                 }
@@ -204,7 +229,7 @@ extension EventBase {
         case .locked:
             deadline = baseLock.withLock { event.hasTimeout ? event.deadline : nil }
         case .readCopyUpdate:
-            deadline = pending(event).contains(.timeout) ? event.publishedDeadline.load(ordering: .acquiring) : nil
+            deadline = pending(event).contains(.timeout) ? event.rcuState.publishedDeadline.load(ordering: .acquiring) : nil
         }
         return deadline.map { .nanoseconds(max(0, $0 - MonotonicClock.now())) }
     }
@@ -289,15 +314,15 @@ extension EventBase {
         if !event.flags.intersection(.io).isEmpty { try precheckDescriptor(event.fd) }
         switch timeout {
         case .none:
-            event.requestedTimeout.store(-1, ordering: .relaxed)
-            event.requestedCommonQueue.store(nil, ordering: .relaxed)
+            event.rcuState.requestedTimeout.store(-1, ordering: .relaxed)
+            event.rcuState.requestedCommonQueue.store(nil, ordering: .relaxed)
         case .relative(let nanoseconds):
-            event.requestedTimeout.store(nanoseconds, ordering: .relaxed)
-            event.requestedCommonQueue.store(nil, ordering: .relaxed)
+            event.rcuState.requestedTimeout.store(nanoseconds, ordering: .relaxed)
+            event.rcuState.requestedCommonQueue.store(nil, ordering: .relaxed)
             _ = event.intent.bitwiseAnd(~Intent.removeTimer, ordering: .relaxed)
         case .common(let queue):
-            event.requestedTimeout.store(-1, ordering: .relaxed)
-            event.requestedCommonQueue.store(Unmanaged.passUnretained(queue), ordering: .relaxed)
+            event.rcuState.requestedTimeout.store(-1, ordering: .relaxed)
+            event.rcuState.requestedCommonQueue.store(Unmanaged.passUnretained(queue), ordering: .relaxed)
             _ = event.intent.bitwiseAnd(~Intent.removeTimer, ordering: .relaxed)
         }
         request(event, Intent.add, bumpingGeneration: false)
@@ -344,7 +369,7 @@ extension EventBase {
             let (exchanged, original) = event.intent.compareExchange(
                 expected: old, desired: new, ordering: .sequentiallyConsistent)
             if exchanged {
-                event.appliedGeneration = Intent.generation(new)
+                event.rcuState.appliedGeneration = Intent.generation(new)
                 return
             }
             old = original
@@ -368,7 +393,7 @@ extension EventBase {
         var old = event.intent.load(ordering: .acquiring)
         while true {
             // Activations from here on belong to the current generation.
-            event.appliedGeneration = Intent.generation(old)
+            if discipline == .readCopyUpdate { event.rcuState.appliedGeneration = Intent.generation(old) }
             switch old & Intent.requestMask {
             case Intent.delete:
                 applyDelete(event)
@@ -392,10 +417,10 @@ extension EventBase {
 
     private func applyRequestedAdd(_ event: Event) {
         let timeout: ResolvedTimeout
-        if let queue = event.requestedCommonQueue.load(ordering: .relaxed) {
+        if let queue = event.rcuState.requestedCommonQueue.load(ordering: .relaxed) {
             timeout = .common(queue.takeUnretainedValue())
         } else {
-            let nanoseconds = event.requestedTimeout.load(ordering: .relaxed)
+            let nanoseconds = event.rcuState.requestedTimeout.load(ordering: .relaxed)
             timeout = nanoseconds >= 0 ? .relative(nanoseconds) : .none
         }
         do {
@@ -431,6 +456,12 @@ extension EventBase {
     }
 
     func applyDelete(_ event: Event) {
+        // mutex: an activation handed over before this delete is cancelled
+        // (one handed over after it stands). Under rcu the delete generation
+        // does this.
+        if discipline == .locked && event.intent.load(ordering: .relaxed) & Intent.activationMask != 0 {
+            event.intent.bitwiseAnd(~Intent.activationMask, ordering: .acquiringAndReleasing)
+        }
         if event.isActive { removeActive(event) }
         if event.hasTimeout { removeTimeout(event) }
         if event.isInserted { removeInserted(event) }
@@ -445,15 +476,15 @@ extension EventBase {
         if event.lifecycle.load(ordering: .relaxed) != Lifecycle.normal { return }
         if event.isActive {
             event.result.formUnion(what)
-            event.signalCalls += calls
+            if event.flags.contains(.signal) { event.signalCalls += calls }
             coalescedActivations.add(1, ordering: .relaxed)
             publish(event)
             return
         }
         event.result = what
-        event.signalCalls = calls
+        if event.flags.contains(.signal) { event.signalCalls = calls }
         event.isActive = true
-        event.activationGeneration = event.appliedGeneration
+        if discipline == .readCopyUpdate { event.rcuState.activationGeneration = event.rcuState.appliedGeneration }
         activeQueues[event.priorityValue].append(event)
         activeCount += 1
         // A higher-priority event became active: let it run before the rest
@@ -473,7 +504,7 @@ extension EventBase {
         if event.isInserted { removeInserted(event) }
         event.result = []
         event.isActive = true
-        event.activationGeneration = event.appliedGeneration
+        if discipline == .readCopyUpdate { event.rcuState.activationGeneration = event.rcuState.appliedGeneration }
         activeQueues[event.priorityValue].append(event)
         activeCount += 1
         settle(event)
@@ -484,7 +515,7 @@ extension EventBase {
         activeCount -= 1
         event.isActive = false
         event.result = []
-        event.signalCalls = 0
+        if event.flags.contains(.signal) { event.signalCalls = 0 }
     }
 
     func removeInserted(_ event: Event) {
@@ -512,7 +543,12 @@ extension EventBase {
         if linked != event.retainedByBase {
             event.retainedByBase = linked
             if linked {
-                _ = Unmanaged.passRetained(event)
+                if let adoptable = adoptableReference, adoptable.toOpaque() == Unmanaged.passUnretained(event).toOpaque() {
+                    // The hand-off's +1 becomes the base's.
+                    adoptableReference = nil
+                } else {
+                    _ = Unmanaged.passRetained(event)
+                }
             } else if event.pinnedByDispatch {
                 event.releaseWhenUnpinned = true
             } else {
@@ -550,7 +586,7 @@ extension EventBase {
         if event.isActive { word |= (event.result.rawValue & Published.flagMask) << Published.activeShift }
         if event.hasTimeout {
             word |= Published.timeoutScheduled
-            event.publishedDeadline.store(event.deadline, ordering: .relaxed)
+            event.rcuState.publishedDeadline.store(event.deadline, ordering: .relaxed)
         }
         event.published.store(word, ordering: .releasing)
     }
@@ -560,10 +596,17 @@ extension EventBase {
     func insertIO(_ event: Event) throws(EventError) {
         let counts = registry.counts(event.fd)
         let edge = event.flags.contains(.edgeTriggered)
-        if counts.pointee.events > 0 && (counts.pointee.edgeTriggered > 0) != edge {
+        if counts.pointee.hasEvents && (counts.pointee.edgeTriggered > 0) != edge {
             throw .mixedEdgeTriggering(fd: event.fd)
         }
         let io = event.flags
+        let full = UInt16.max
+        if (io.contains(.read) && counts.pointee.readers == full)
+            || (io.contains(.write) && counts.pointee.writers == full)
+            || (io.contains(.closed) && counts.pointee.closers == full)
+        {
+            throw .tooManyEvents(fd: event.fd)
+        }
         let wanted = counts.pointee.wanted.union(io.ioEvents)
         if wanted != counts.pointee.interest {
             do {
@@ -576,8 +619,7 @@ extension EventBase {
         if io.contains(.read) { counts.pointee.readers += 1 }
         if io.contains(.write) { counts.pointee.writers += 1 }
         if io.contains(.closed) { counts.pointee.closers += 1 }
-        if edge { counts.pointee.edgeTriggered += 1 }
-        counts.pointee.events += 1
+        if edge { counts.pointee.edgeTriggered &+= 1 }
         ensureTableCovers(event.fd)
         table.link(event, at: Int(event.fd))
         event.isInserted = true
@@ -592,7 +634,6 @@ extension EventBase {
         if io.contains(.write) { counts.pointee.writers -= 1 }
         if io.contains(.closed) { counts.pointee.closers -= 1 }
         if io.contains(.edgeTriggered) { counts.pointee.edgeTriggered -= 1 }
-        counts.pointee.events -= 1
         event.isInserted = false
         let wanted = counts.pointee.wanted
         if wanted != counts.pointee.interest {

@@ -55,6 +55,8 @@ extension EventBase {
         case .owned:
             break
         case .locked:
+            // Activations handed over just before the loop stopped.
+            drainHandoff()
             baseLock.unlock()
         case .readCopyUpdate:
             drainHandoff()
@@ -181,7 +183,7 @@ extension EventBase {
     @inline(__always)
     private func dispatch(_ event: Event, priority: Int) {
         let result = event.result
-        let calls = event.signalCalls
+        let calls = event.flags.contains(.signal) ? event.signalCalls : 1
         event.pinnedByDispatch = true
         removeActive(event)
         // Writer state, not the lifecycle atomic: under rcu another thread may
@@ -240,7 +242,7 @@ extension EventBase {
             // load: either we see the new generation and skip, or the
             // deleter sees us running and waits for our quiescent state.
             runningEvent.store(node, ordering: .sequentiallyConsistent)
-            if Intent.generation(event.intent.load(ordering: .sequentiallyConsistent)) == event.activationGeneration {
+            if Intent.generation(event.intent.load(ordering: .sequentiallyConsistent)) == event.rcuState.activationGeneration {
                 for _ in 0..<calls {
                     event.callback(event, result)
                     if breakRequested.load(ordering: .relaxed) { break }

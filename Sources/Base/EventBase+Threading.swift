@@ -148,11 +148,21 @@ extension EventBase {
         }
     }
 
-    /// rcu: applies requests handed over by other threads.
+    /// Applies what other threads handed over: under rcu every request,
+    /// under mutex/debug the activations (called with the base lock held).
+    /// The hand-off's reference on each event is adopted as the base's when
+    /// the event becomes linked, so an activation costs no extra retain.
     func drainHandoff() {
-        guard discipline == .readCopyUpdate else { return }
-        writerWork.drain { work in work.body() }
-        handoff.drain { event in applyIntent(event) }
+        guard discipline != .owned else { return }
+        if discipline == .readCopyUpdate { writerWork.drain { work in work.body() } }
+        handoff.drainUnmanaged { node in
+            adoptableReference = node
+            node._withUnsafeGuaranteedRef { applyIntent($0) }
+            if adoptableReference != nil {
+                adoptableReference = nil
+                node.release()
+            }
+        }
     }
 
     /// The loop runs closures posted with ``post(_:)``, without the base lock.

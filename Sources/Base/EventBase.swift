@@ -117,6 +117,9 @@ public final class EventBase: @unchecked Sendable {
     var exitTimer: Event?
     /// Events unlinked since the last flush, released after a grace period (rcu).
     var retiredBatch: [AnyObject] = []
+    /// While the writer applies a handed-over event: the hand-off's +1 on
+    /// it, which ``settle(_:)`` takes over instead of retaining (writer).
+    var adoptableReference: Unmanaged<Event>?
 
     /// Creates a base (libevent's `event_base_new_with_config`).
     public init(_ configuration: Configuration = Configuration()) throws(EventError) {

@@ -12,6 +12,9 @@ public enum EventError: Error, Hashable, CustomStringConvertible {
     case unsupportedByBackend(feature: BackendFeatures, backend: BackendKind, fd: Int32)
     /// Events on one descriptor must all be edge-triggered or none.
     case mixedEdgeTriggering(fd: Int32)
+    /// More than 65535 events read, write or wait for close on one
+    /// descriptor (libevent's limit too).
+    case tooManyEvents(fd: Int32)
     /// The flags do not make a valid event.
     case invalidFlags(Event.Flags, fd: Int32, reason: String)
     /// A timeout that is negative or too large to schedule.
@@ -52,6 +55,7 @@ public enum EventError: Error, Hashable, CustomStringConvertible {
             "\(backend) does not support \(feature) (fd \(fd))"
         case .mixedEdgeTriggering(let fd):
             "fd \(fd) mixes edge-triggered and level-triggered events"
+        case .tooManyEvents(let fd): "fd \(fd) already has 65535 events for the same condition"
         case .invalidFlags(let flags, let fd, let reason): "invalid flags [\(flags)] for fd \(fd): \(reason)"
         case .invalidTimeout(let timeout): "invalid timeout \(timeout): must be between 0 and \(EventBase.maximumTimeout)"
         case .invalidSignal(let signal, let reason): "invalid signal \(signal): \(reason)"

@@ -38,21 +38,28 @@ final class EventListTable: @unchecked Sendable {
         let node = Unmanaged.passUnretained(event)
         let first = entries[index].load(ordering: .relaxed)
         event.ioNext.store(first, ordering: .relaxed)
-        event.ioPrevious = nil
-        first?._withUnsafeGuaranteedRef { $0.ioPrevious = node }
         entries[index].store(node, ordering: .releasing)
     }
 
-    /// Unlinks `event` from `index`'s list (writer).
+    /// Unlinks `event` from `index`'s list (writer). The lists are singly
+    /// linked, to keep events small: this walks from the head, which is
+    /// short for nearly every descriptor (libev's lists are the same).
     func unlink(_ event: Event, at index: Int) {
+        let target = Unmanaged.passUnretained(event).toOpaque()
         let next = event.ioNext.load(ordering: .relaxed)
-        if let previous = event.ioPrevious {
-            previous._withUnsafeGuaranteedRef { $0.ioNext.store(next, ordering: .releasing) }
-        } else {
+        guard let first = entries[index].load(ordering: .relaxed) else { return }
+        if first.toOpaque() == target {
             entries[index].store(next, ordering: .releasing)
+            return
         }
-        next?._withUnsafeGuaranteedRef { $0.ioPrevious = event.ioPrevious }
-        event.ioPrevious = nil
+        var previous = first
+        while let candidate = previous._withUnsafeGuaranteedRef({ $0.ioNext.load(ordering: .relaxed) }) {
+            if candidate.toOpaque() == target {
+                previous._withUnsafeGuaranteedRef { $0.ioNext.store(next, ordering: .releasing) }
+                return
+            }
+            previous = candidate
+        }
     }
 
     /// Calls `body` for each event on `index` (writer, or a reader inside a

@@ -36,11 +36,36 @@ struct HandoffStack<Node: HandoffNode>: ~Copyable {
     /// Whether anything is waiting (a sequentially consistent look).
     var isEmpty: Bool { top.load(ordering: .sequentiallyConsistent) == nil }
 
+    /// Takes every node, oldest first, handing each with the stack's +1
+    /// reference to `body`, which must release it (or keep it).
+    @inline(__always)
+    func drainUnmanaged(_ body: (Unmanaged<Node>) -> Void) {
+        guard top.load(ordering: .sequentiallyConsistent) != nil,
+            var node = top.exchange(nil, ordering: .sequentiallyConsistent)
+        else { return }
+        var reversed: Unmanaged<Node>? = nil
+        while true {
+            let next = node._withUnsafeGuaranteedRef { $0.handoffNext }
+            node._withUnsafeGuaranteedRef { $0.handoffNext = reversed }
+            reversed = node
+            guard let following = next else { break }
+            node = following
+        }
+        while let current = reversed {
+            reversed = current._withUnsafeGuaranteedRef { node in
+                let next = node.handoffNext
+                node.handoffNext = nil
+                return next
+            }
+            body(current)
+        }
+    }
+
     /// Takes every node, oldest first, handing each (with the stack's +1
     /// reference released) to `body`.
     @inline(__always)
     func drain(_ body: (Node) -> Void) {
-        guard top.load(ordering: .relaxed) != nil,
+        guard top.load(ordering: .sequentiallyConsistent) != nil,
             var node = top.exchange(nil, ordering: .sequentiallyConsistent)
         else { return }
         // Reverse the LIFO chain into push order.

@@ -1,14 +1,23 @@
 import EventBackends
 
 /// What the events on one descriptor ask the backend for (writer-only).
+/// Ten bytes per descriptor: counts are 16-bit, as libevent's are.
 struct IOCounts {
-    var events: Int32 = 0
-    var readers: Int32 = 0
-    var writers: Int32 = 0
-    var closers: Int32 = 0
-    var edgeTriggered: Int32 = 0
-    /// What the backend watches for this descriptor now.
-    var interest: IOEvents = []
+    var readers: UInt16 = 0
+    var writers: UInt16 = 0
+    var closers: UInt16 = 0
+    var edgeTriggered: UInt16 = 0
+    /// What the backend watches for this descriptor now (its low byte:
+    /// read, write, closed).
+    private var interestBits: UInt8 = 0
+    var interest: IOEvents {
+        get { IOEvents(rawValue: UInt32(interestBits)) }
+        set { interestBits = UInt8(truncatingIfNeeded: newValue.rawValue) }
+    }
+
+    /// Whether any event is registered (every I/O event reads, writes or
+    /// waits for close).
+    var hasEvents: Bool { readers | writers | closers != 0 }
 
     var wanted: IOEvents {
         var wanted: IOEvents = []
@@ -55,7 +64,7 @@ final class IORegistry {
 
     /// Descriptors with events on them.
     func watchedDescriptors() -> [Int32] {
-        (0..<capacity).filter { storage[$0].events > 0 }.map { Int32($0) }
+        (0..<capacity).filter { storage[$0].hasEvents }.map { Int32($0) }
     }
 
     /// Forgets what the backend watches (after fork, before registering again).

@@ -28,7 +28,7 @@ final class TimerHeap {
     @inline(__always)
     private func place(_ node: Unmanaged<Event>, at index: Int) {
         storage[index] = node
-        node._withUnsafeGuaranteedRef { $0.heapIndex = index }
+        node._withUnsafeGuaranteedRef { $0.heapIndex = Int32(truncatingIfNeeded: index) }
     }
 
     func insert(_ event: Event) {
@@ -40,13 +40,13 @@ final class TimerHeap {
             capacity *= 2
         }
         storage[count] = Unmanaged.passUnretained(event)
-        event.heapIndex = count
+        event.heapIndex = Int32(truncatingIfNeeded: count)
         count += 1
         siftUp(count - 1)
     }
 
     func remove(_ event: Event) {
-        let index = event.heapIndex
+        let index = Int(event.heapIndex)
         guard index >= 0 else { return }
         event.heapIndex = -1
         count -= 1
@@ -57,7 +57,7 @@ final class TimerHeap {
 
     /// Restores order after `event`'s deadline changed in place.
     func update(_ event: Event) {
-        update(at: event.heapIndex)
+        update(at: Int(event.heapIndex))
     }
 
     private func update(at index: Int) {

@@ -486,4 +486,42 @@ import EventTestSupport
         try keepAlive.delete()
         loop.join()
     }
+
+    /// While the loop is busy in a callback, another thread activates an
+    /// event (handed over to the loop, not yet applied) and deletes it: the
+    /// activation shows as pending until the delete, and the callback never
+    /// runs. A second activation after the delete does run.
+    @Test(arguments: Provider.shared)
+    func aHandedOverActivationIsCancelledByADeleteBeforeTheLoopAppliesIt(_ provider: Provider) throws {
+        let base = try makeBase(.epoll, provider.make())
+        let inBusy = Latch()
+        let release = Latch()
+        let busy = try Event.timer(base: base) { _, _ in
+            inBusy.open()
+            _ = release.wait()
+        }
+        let ran = Counter()
+        let target = try Event.timer(base: base) { _, _ in ran.increment() }
+        let loop = runLoopInBackground(base, .noExitOnEmpty)
+        try busy.activate()
+        #expect(inBusy.wait())
+        try target.activate(.read)
+        #expect(target.pending(.read) == .read)
+        try target.delete()
+        #expect(!target.isPending)
+        release.open()
+        // Let the loop run a few iterations; the callback must not run.
+        let probe = Latch()
+        let marker = try Event.timer(base: base) { _, _ in probe.open() }
+        try marker.activate()
+        #expect(probe.wait())
+        #expect(ran.value == 0)
+        // An activation made after the delete stands.
+        try target.activate(.read)
+        #expect(eventually(timeout: .seconds(5)) { ran.value == 1 })
+        try base.loopBreak()
+        loop.join()
+        #expect(ran.value == 1)
+    }
+
 }

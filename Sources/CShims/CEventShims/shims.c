@@ -256,3 +256,7 @@ pid_t se_fork(void) {
 int se_issetugid(void) {
     return getuid() != geteuid() || getgid() != getegid();
 }
+
+#include <malloc.h>
+
+size_t se_allocation_size(const void *pointer) { return malloc_usable_size((void *)pointer); }

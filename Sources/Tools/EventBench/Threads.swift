@@ -72,6 +72,10 @@ struct Threads: ParsableCommand {
     func runOnce(locking: String) throws {
         let base = try EventBase(try common.configuration(locking: locking))
         guard base.threadingMode == .shared else { throw BenchError("threads needs a shared base; --locking \(locking) is owned") }
+        // Plain copies for the closures (not the option wrappers).
+        let activations = self.activations
+        let k = self.k
+        let p = self.p
         let cap = o ?? k
         let low = max(cap / 2, 0)
         let total = p * activations

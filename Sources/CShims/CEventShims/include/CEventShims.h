@@ -100,6 +100,10 @@ int se_iov_max(void);
 pid_t se_fork(void);
 int se_issetugid(void);                     // real and effective ids differ
 
+/// The usable size of a malloc'ed block (malloc_usable_size), for tests
+/// that check how much memory an object takes.
+size_t se_allocation_size(const void *pointer);
+
 #ifdef __cplusplus
 }
 #endif

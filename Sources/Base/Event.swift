@@ -51,8 +51,9 @@ public final class Event: @unchecked Sendable {
     public let base: EventBase
     /// Rarely used state (writer; immutable reference once made under rcu).
     var cold: EventColdState?
-    /// Position in the timer heap, -1 when not in it (writer).
-    var heapIndex: Int32 = -1
+    /// Where the timeout is kept (``TimerSlot``): a timer-heap index or a
+    /// common-timeout queue's slot (writer).
+    var timerSlot: UInt32 = TimerSlot.none
     /// The flags it is active with (writer).
     var result: Flags = []
     /// Requests from other threads to the writer (``Intent``): under rcu
@@ -168,13 +169,6 @@ public final class Event: @unchecked Sendable {
         get { cold?.signalCalls ?? 0 }
         set { if let cold { cold.signalCalls = newValue } }
     }
-    /// The common timeout queue the timeout lives in, if any.
-    var commonQueue: CommonTimeoutQueue? {
-        get { cold?.commonQueue }
-        set {
-            if let cold { cold.commonQueue = newValue } else if newValue != nil { makeCold().commonQueue = newValue }
-        }
-    }
     /// The queue a persistent event's timeout is rescheduled on, if common.
     var intervalQueue: CommonTimeoutQueue? {
         get { cold?.intervalQueue }
@@ -187,18 +181,6 @@ public final class Event: @unchecked Sendable {
         get { cold?.expiresQueue }
         set {
             if let cold { cold.expiresQueue = newValue } else if newValue != nil { makeCold().expiresQueue = newValue }
-        }
-    }
-    var commonNext: Unmanaged<Event>? {
-        get { cold?.commonNext }
-        set {
-            if let cold { cold.commonNext = newValue } else if newValue != nil { makeCold().commonNext = newValue }
-        }
-    }
-    var commonPrevious: Unmanaged<Event>? {
-        get { cold?.commonPrevious }
-        set {
-            if let cold { cold.commonPrevious = newValue } else if newValue != nil { makeCold().commonPrevious = newValue }
         }
     }
     /// Stored by the thread whose finalize won (under the lock, as the owner,
@@ -355,11 +337,8 @@ final class EventColdState: @unchecked Sendable {
     // from other threads.
     var interval: Int64 = -1
     var signalCalls = 0
-    var commonQueue: CommonTimeoutQueue?
     var intervalQueue: CommonTimeoutQueue?
     var expiresQueue: CommonTimeoutQueue?
-    var commonNext: Unmanaged<Event>?
-    var commonPrevious: Unmanaged<Event>?
     var finalizer: (@Sendable (Event) -> Void)?
     /// rcu: the delete generation an activation belongs to, and the one the
     /// writer has applied.

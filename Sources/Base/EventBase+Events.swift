@@ -270,7 +270,7 @@ extension EventBase {
         case .none:
             return .none
         case .relative(let duration):
-            guard duration >= .zero, duration <= EventBase.maximumTimeout else { throw .invalidTimeout(duration) }
+            guard duration.isValidTimeout else { throw .invalidTimeout(duration) }
             return .relative(duration.nanosecondsRoundedUp)
         case .common(let common):
             guard common.queue.base === self else { throw .wrongBase(call: "Event.add(timeout: CommonTimeout)") }

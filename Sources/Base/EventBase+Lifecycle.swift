@@ -53,6 +53,7 @@ extension EventBase {
             self.exitTimer = nil
             for queue in self.commonQueues.values { queue.timer = nil }
             self.commonQueues.removeAll()
+            self.commonQueueList.removeAll()
             self.releaseResources()
         }
         if discipline == .readCopyUpdate { domain.barrier() }

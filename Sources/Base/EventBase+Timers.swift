@@ -45,7 +45,9 @@ extension EventBase {
         let nanoseconds = duration.nanosecondsRoundedUp
         return try withWriter("EventBase.commonTimeout") {
             if let existing = self.commonQueues[nanoseconds] { return CommonTimeout(queue: existing) }
-            let queue = CommonTimeoutQueue(base: self, duration: nanoseconds)
+            let id = self.commonQueueList.count < TimerSlot.maximumQueues ? UInt32(self.commonQueueList.count) : nil
+            let queue = CommonTimeoutQueue(base: self, duration: nanoseconds, id: id)
+            if id != nil { self.commonQueueList.append(Unmanaged.passUnretained(queue)) }
             let timer = Event(internalOn: self, keepsLoopAlive: false, priority: 0) { _, _ in }
             timer.expiresQueue = queue
             queue.timer = timer
@@ -66,19 +68,24 @@ extension EventBase {
         event.hasTimeout = true
         if let queue {
             let wasEmpty = queue.isEmpty
-            queue.append(event)
-            if wasEmpty { armQueueTimer(queue) }
-        } else {
-            timers.insert(event)
+            if queue.append(event) {
+                if wasEmpty { armQueueTimer(queue) }
+                return
+            }
         }
+        // No queue, or one that cannot take it in order: the heap.
+        timers.insert(event)
     }
 
     func removeTimeout(_ event: Event) {
         event.hasTimeout = false
-        if let queue = event.commonQueue {
-            let wasHead = queue.head?.toOpaque() == Unmanaged.passUnretained(event).toOpaque()
-            queue.remove(event)
-            if wasHead { armQueueTimer(queue) }
+        let slot = event.timerSlot
+        if TimerSlot.isInRing(slot) {
+            commonQueueList[TimerSlot.queue(slot)]._withUnsafeGuaranteedRef { queue in
+                let wasHead = TimerSlot.position(slot) == queue.firstPosition
+                queue.remove(event)
+                if wasHead { armQueueTimer(queue) }
+            }
         } else {
             timers.remove(event)
         }
@@ -159,13 +166,8 @@ extension EventBase {
         }
         if event.hasTimeout { removeTimeout(event) }
         event.deadline = next
-        if let queue = event.intervalQueue {
-            event.hasTimeout = true
-            // Not necessarily the latest deadline on the queue: insert in order.
-            queue.insertInOrder(event)
-            if queue.head?.toOpaque() == Unmanaged.passUnretained(event).toOpaque() { armQueueTimer(queue) }
-        } else {
-            insertTimeout(event, queue: nil)
-        }
+        // On its common queue when the deadline keeps the queue in order
+        // (else the heap, see CommonTimeoutQueue).
+        insertTimeout(event, queue: event.intervalQueue)
     }
 }

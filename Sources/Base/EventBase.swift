@@ -113,6 +113,8 @@ public final class EventBase: @unchecked Sendable {
     var installedSignals = 0
     /// Common timeout queues by duration.
     var commonQueues: [Int64: CommonTimeoutQueue] = [:]
+    /// The common queues by id (``TimerSlot``), unretained: `commonQueues` keeps them.
+    var commonQueueList: [Unmanaged<CommonTimeoutQueue>] = []
     /// The pending `loopExit(after:)` timer.
     var exitTimer: Event?
     /// Events unlinked since the last flush, released after a grace period (rcu).

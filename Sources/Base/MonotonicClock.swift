@@ -21,8 +21,23 @@ enum MonotonicClock {
 extension Duration {
     /// Whole nanoseconds, rounded up, for a duration already checked to be
     /// within 0...EventBase.maximumTimeout.
+    /// (From the attoseconds, with 64-bit arithmetic below 18 s:
+    /// `components` divides in 128 bits and costs ~190 instructions.)
+    @inline(__always)
     var nanosecondsRoundedUp: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + (attoseconds + 999_999_999) / 1_000_000_000
+        let atto = attoseconds
+        if atto >= 0 && atto <= Int128(UInt64.max) {
+            return Int64((UInt64(truncatingIfNeeded: atto) + 999_999_999) / 1_000_000_000)
+        }
+        let (quotient, remainder) = atto.quotientAndRemainder(dividingBy: 1_000_000_000)
+        return Int64(truncatingIfNeeded: quotient) + (remainder > 0 ? 1 : 0)
+    }
+
+    /// Whether the duration is a valid timeout: 0...EventBase.maximumTimeout
+    /// (compared in attoseconds, without building Durations).
+    @inline(__always)
+    var isValidTimeout: Bool {
+        let atto = attoseconds
+        return atto >= 0 && atto <= 3_153_600_000 * 1_000_000_000_000_000_000
     }
 }

@@ -28,7 +28,7 @@ final class TimerHeap {
     @inline(__always)
     private func place(_ node: Unmanaged<Event>, at index: Int) {
         storage[index] = node
-        node._withUnsafeGuaranteedRef { $0.heapIndex = Int32(truncatingIfNeeded: index) }
+        node._withUnsafeGuaranteedRef { $0.timerSlot = UInt32(truncatingIfNeeded: index) }
     }
 
     func insert(_ event: Event) {
@@ -40,15 +40,16 @@ final class TimerHeap {
             capacity *= 2
         }
         storage[count] = Unmanaged.passUnretained(event)
-        event.heapIndex = Int32(truncatingIfNeeded: count)
+        event.timerSlot = UInt32(truncatingIfNeeded: count)
         count += 1
         siftUp(count - 1)
     }
 
     func remove(_ event: Event) {
-        let index = Int(event.heapIndex)
-        guard index >= 0 else { return }
-        event.heapIndex = -1
+        let slot = event.timerSlot
+        guard slot & TimerSlot.ringFlag == 0 else { return }
+        let index = Int(slot)
+        event.timerSlot = TimerSlot.none
         count -= 1
         guard index < count else { return }
         place(storage[count], at: index)
@@ -57,7 +58,7 @@ final class TimerHeap {
 
     /// Restores order after `event`'s deadline changed in place.
     func update(_ event: Event) {
-        update(at: Int(event.heapIndex))
+        update(at: Int(event.timerSlot))
     }
 
     private func update(at index: Int) {

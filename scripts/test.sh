@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine with Swift and runs the whole test suite:
 # every test on every backend and lock provider, then the stress and
-# threading tests again under ThreadSanitizer.
+# threading tests again under ThreadSanitizer, then every benchmark briefly
+# (a smoke run: each must run and print its summary; no timing is asserted)
+# and the steady-state allocation check.
 #
 # SWIFTEVENT_STRESS_SECONDS sets the length of each stress run (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-dependencies.sh pkg-config liburcu-dev
+scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev gcc python3
 
 # A crashing test should fail fast, not spend minutes symbolicating.
 export SWIFT_BACKTRACE=enable=no
@@ -19,3 +21,14 @@ echo "== stress and threading tests under ThreadSanitizer"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
     --filter 'SharedBaseStressTests|BufferEventStressTests|ThreadingTests|BufferThreadingTests'
+echo "== benchmarks, briefly (smoke: every program runs and prints its summary)"
+Benchmarks/compare --quick
+bench=.build/release/event-bench
+plot=$(mktemp --suffix=.svg)
+"$bench" pipes --sweep -r 2 -w 10 --quiet --plot "$plot"
+grep -q "<svg" "$plot"
+rm -f "$plot"
+"$bench" throughput --megabytes 4 -r 1
+"$bench" throughput --megabytes 4 -r 1 --mode pair
+echo "== steady state: no allocation per dispatched event, timer re-arm or activation"
+"$bench" allocations -i 20000 --check

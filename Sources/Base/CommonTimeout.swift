@@ -29,15 +29,15 @@ final class CommonTimeoutQueue: @unchecked Sendable {
     /// then its events go to the heap).
     let id: UInt32?
     /// The internal timer that sits in the heap at the head's deadline.
-    var timer: Event!
-    private var slots: UnsafeMutablePointer<Unmanaged<Event>?>
-    private var capacity = 16
+    @exclusivity(unchecked) var timer: Event!
+    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Unmanaged<Event>?>
+    @exclusivity(unchecked) private var capacity = 16
     /// First slot that may hold an event, and one past the last used.
-    private var first = 0
-    private var end = 0
-    private(set) var count = 0
+    @exclusivity(unchecked) private var first = 0
+    @exclusivity(unchecked) private var end = 0
+    @exclusivity(unchecked) private(set) var count = 0
     /// The latest deadline appended (appending earlier would break the order).
-    private var lastDeadline = Int64.min
+    @exclusivity(unchecked) private var lastDeadline = Int64.min
 
     init(base: EventBase, duration: Int64, id: UInt32?) {
         self.base = base

@@ -39,23 +39,23 @@ public final class Event: @unchecked Sendable {
     /// under the rcu provider inside read-side sections; written by the writer.
     let ioNext = Atomic<Unmanaged<Event>?>(nil)
     // Intrusive links (writer), unretained: the base's +1 keeps linked events alive.
-    var activeNext: Unmanaged<Event>?
-    var activePrevious: Unmanaged<Event>?
+    @exclusivity(unchecked) var activeNext: Unmanaged<Event>?
+    @exclusivity(unchecked) var activePrevious: Unmanaged<Event>?
     /// Absolute deadline (monotonic nanoseconds) when `hasTimeout` (writer).
-    var deadline: Int64 = 0
+    @exclusivity(unchecked) var deadline: Int64 = 0
     /// Hand-off stack link, written by the one thread that pushes the event
     /// (the `dirty` bit of `intent` makes it one) before its releasing push.
-    var handoffNext: Unmanaged<Event>?
+    @exclusivity(unchecked) var handoffNext: Unmanaged<Event>?
     let callback: Callback
     /// The base the event belongs to.
     public let base: EventBase
     /// Rarely used state (writer; immutable reference once made under rcu).
-    var cold: EventColdState?
+    @exclusivity(unchecked) var cold: EventColdState?
     /// Where the timeout is kept (``TimerSlot``): a timer-heap index or a
     /// common-timeout queue's slot (writer).
-    var timerSlot: UInt32 = TimerSlot.none
+    @exclusivity(unchecked) var timerSlot: UInt32 = TimerSlot.none
     /// The flags it is active with (writer).
-    var result: Flags = []
+    @exclusivity(unchecked) var result: Flags = []
     /// Requests from other threads to the writer (``Intent``): under rcu
     /// every request, under mutex/debug handed-over activations.
     let intent = Atomic<UInt64>(0)
@@ -63,9 +63,9 @@ public final class Event: @unchecked Sendable {
     /// flags, the timeout bit and active result bits (``Published``).
     let published = Atomic<UInt32>(0)
     /// Writer state bits (``StateBit``), and the immutable kind bits.
-    var state: UInt16
+    @exclusivity(unchecked) var state: UInt16
     /// Priority; lower runs first (writer).
-    var priorityRaw: UInt8
+    @exclusivity(unchecked) var priorityRaw: UInt8
     /// Lifecycle: normal, finalizing, finalized.
     let lifecycle = Atomic<UInt8>(Lifecycle.normal)
 

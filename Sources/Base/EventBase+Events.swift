@@ -426,7 +426,7 @@ extension EventBase {
         do {
             try applyAdd(event, timeout)
         } catch {
-            logger.error("SwiftEvent: add requested from another thread failed: \(error)")
+            logFailure("SwiftEvent: add requested from another thread failed: \(error)", warning: false)
         }
     }
 
@@ -642,7 +642,7 @@ extension EventBase {
                     fd: event.fd, from: counts.pointee.interest, to: wanted,
                     edgeTriggered: counts.pointee.edgeTriggered > 0)
             } catch {
-                logger.warning("SwiftEvent: \(error)")
+                logFailure("SwiftEvent: \(error)", warning: true)
             }
             counts.pointee.interest = wanted
         }
@@ -660,6 +660,17 @@ extension EventBase {
             return .unsupportedByBackend(feature: .earlyClose, backend: backendKind, fd: fd)
         default:
             return .system(error)
+        }
+    }
+
+    /// Logs off the hot paths (reading the logger's level has a runtime
+    /// exclusivity check, which the compiler otherwise hoists into loops).
+    @inline(never)
+    func logFailure(_ message: @autoclosure () -> String, warning: Bool) {
+        if warning {
+            logger.warning("\(message())")
+        } else {
+            logger.error("\(message())")
         }
     }
 }

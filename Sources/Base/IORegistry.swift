@@ -31,8 +31,8 @@ struct IOCounts {
 /// Per-descriptor counts, in a buffer grown by doubling (writer-only: no
 /// atomics, no copy-on-write or exclusivity checks).
 final class IORegistry {
-    private(set) var capacity = 64
-    private var storage: UnsafeMutablePointer<IOCounts>
+    @exclusivity(unchecked) private(set) var capacity = 64
+    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<IOCounts>
 
     init() {
         storage = .allocate(capacity: capacity)

@@ -3,9 +3,9 @@
 /// Writer-only, like the events it holds. Storage is a manually grown buffer,
 /// so heap operations carry no copy-on-write or exclusivity checks.
 final class TimerHeap {
-    private var storage: UnsafeMutablePointer<Unmanaged<Event>>
-    private var capacity = 16
-    private(set) var count = 0
+    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<Unmanaged<Event>>
+    @exclusivity(unchecked) private var capacity = 16
+    @exclusivity(unchecked) private(set) var count = 0
 
     init() {
         storage = .allocate(capacity: capacity)

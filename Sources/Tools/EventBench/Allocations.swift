@@ -10,13 +10,13 @@ struct Allocations: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Heap allocations per dispatched event in steady state (malloc counted process-wide).",
         discussion: """
-            event-bench interposes malloc, calloc, realloc, posix_memalign, aligned_alloc and the \\
-            rest for the whole process (every thread, every library). For each lock provider, after \\
-            a warm-up, it counts the allocations made while: -i dispatches of 64 persistent read \\
-            events on socketpairs (io); -i fires of a persistent zero-interval timer, each a re-arm \\
-            (timer); -i activations of existing events, made from a producer thread on a shared base \\
-            or from the loop thread on an owned one (activate). Summary per case: `allocations \\
-            lib=swiftevent locking=L case=C events=N allocs=A allocs_per_event=X`. With --check the \\
+            event-bench interposes malloc, calloc, realloc, posix_memalign, aligned_alloc and the \
+            rest for the whole process (every thread, every library). For each lock provider, after \
+            a warm-up, it counts the allocations made while: -i dispatches of 64 persistent read \
+            events on socketpairs (io); -i fires of a persistent zero-interval timer, each a re-arm \
+            (timer); -i activations of existing events, made from a producer thread on a shared base \
+            or from the loop thread on an owned one (activate). Summary per case: `allocations \
+            lib=swiftevent locking=L case=C events=N allocs=A allocs_per_event=X`. With --check the \
             command fails when any case allocates.
             """)
 

@@ -9,10 +9,10 @@ struct Cascade: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "libevent's bench_cascade.c: one byte rippling down a chain of socketpairs.",
         discussion: """
-            Each round creates n socketpairs (untimed), then times: making and adding a one-shot \\
-            read event with a 60 s timeout on every read end, writing one byte into the first pair, \\
-            and running the loop until it exits for lack of events; each callback reads its byte \\
-            and writes one into the next pair. Summary: `cascade lib=swiftevent backend=B \\
+            Each round creates n socketpairs (untimed), then times: making and adding a one-shot \
+            read event with a 60 s timeout on every read end, writing one byte into the first pair, \
+            and running the loop until it exits for lack of events; each callback reads its byte \
+            and writes one into the next pair. Summary: `cascade lib=swiftevent backend=B \
             locking=L n=N rounds=R median_us=X`.
             """)
 

@@ -9,11 +9,11 @@ struct Lookups: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Threads looking up registrations on a busy shared base; reads/s.",
         discussion: """
-            T reader threads, for -s seconds, alternate "is this event pending?" and "which events \\
-            watch this descriptor?" (visiting them without copying) on random events of -e \\
-            registered socketpairs, while the loop thread dispatches without pause (a callback that \\
-            re-activates itself); 1% of each thread's operations delete and re-add an event. \\
-            Summary: `lookups lib=swiftevent locking=L threads=T events=E seconds=S reads=N \\
+            T reader threads, for -s seconds, alternate "is this event pending?" and "which events \
+            watch this descriptor?" (visiting them without copying) on random events of -e \
+            registered socketpairs, while the loop thread dispatches without pause (a callback that \
+            re-activates itself); 1% of each thread's operations delete and re-add an event. \
+            Summary: `lookups lib=swiftevent locking=L threads=T events=E seconds=S reads=N \
             changes=C reads_per_s=R`.
             """)
 

@@ -8,10 +8,10 @@ struct Memory: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Bytes per registered idle event: RSS and heap growth over n events.",
         discussion: """
-            Opens n socketpairs (untimed, not counted: their memory is the kernel's), then measures \\
-            resident memory (/proc/self/statm) and heap in use (mallinfo2) before and after creating \\
-            n persistent read events on the read ends and adding them, and divides the growth by n. \\
-            Summary: `memory lib=swiftevent backend=B locking=L n=N rss_bytes_per_event=R \\
+            Opens n socketpairs (untimed, not counted: their memory is the kernel's), then measures \
+            resident memory (/proc/self/statm) and heap in use (mallinfo2) before and after creating \
+            n persistent read events on the read ends and adding them, and divides the growth by n. \
+            Summary: `memory lib=swiftevent backend=B locking=L n=N rss_bytes_per_event=R \
             heap_bytes_per_event=H`.
             """)
 

@@ -10,12 +10,12 @@ struct Threads: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Producers activating events on one shared base; delivered/s and latency.",
         discussion: """
-            P producer threads each own K events and activate them round-robin, M times in total, \\
-            with at most -o activations outstanding (default K); at the cap a producer sleeps until \\
-            the loop's callbacks bring it down to half. Every activation carries a token, so \\
-            delivered + coalesced = P·M exactly; every 64th is stamped to measure the time from \\
-            activate to the callback's start. Summary: `threads lib=swiftevent locking=L \\
-            producers=P events=K activations=M delivered=D coalesced=C wall_ms=T per_sec=R \\
+            P producer threads each own K events and activate them round-robin, M times in total, \
+            with at most -o activations outstanding (default K); at the cap a producer sleeps until \
+            the loop's callbacks bring it down to half. Every activation carries a token, so \
+            delivered + coalesced = P·M exactly; every 64th is stamped to measure the time from \
+            activate to the callback's start. Summary: `threads lib=swiftevent locking=L \
+            producers=P events=K activations=M delivered=D coalesced=C wall_ms=T per_sec=R \
             p50_us=X p99_us=Y`. The locking must be a shared provider (mutex, rcu, debug, debug-rcu).
             """)
 

@@ -7,12 +7,12 @@ struct Timers: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Timer adds, cancels and fires per second, in the heap and on a common timeout.",
         discussion: """
-            Each round makes n timer events (untimed), then times four phases: adding them with \\
-            pseudo-random timeouts between 1 and 60 s (the heap), deleting them all in the same \\
-            pseudo-random order, adding them all to one common 30 s timeout and deleting them again, \\
-            and finally adding them with timeouts between 0 and 100 us, waiting 2 ms (untimed) and \\
-            running the loop until every timer has fired. Rates are n / the median time of a phase. \\
-            Summary: `timers lib=swiftevent backend=B locking=L n=N rounds=R adds_per_s=A \\
+            Each round makes n timer events (untimed), then times four phases: adding them with \
+            pseudo-random timeouts between 1 and 60 s (the heap), deleting them all in the same \
+            pseudo-random order, adding them all to one common 30 s timeout and deleting them again, \
+            and finally adding them with timeouts between 0 and 100 us, waiting 2 ms (untimed) and \
+            running the loop until every timer has fired. Rates are n / the median time of a phase. \
+            Summary: `timers lib=swiftevent backend=B locking=L n=N rounds=R adds_per_s=A \
             cancels_per_s=C common_adds_per_s=CA common_cancels_per_s=CC fires_per_s=F`.
             """)
 

@@ -7,12 +7,14 @@ public final class EpollBackend: Backend {
     public var kind: BackendKind { .epoll }
     public var features: BackendFeatures { BackendKind.epoll.features }
 
-    private var epfd: Int32
-    private var events: UnsafeMutableRawPointer
-    private var ready: ReadyBuffer
+    // The base calls a backend only as its writer (owner, lock holder or rcu
+    // writer), so accesses never overlap: no runtime exclusivity checks.
+    @exclusivity(unchecked) private var epfd: Int32
+    @exclusivity(unchecked) private var events: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var ready: ReadyBuffer
     /// timerfd for sub-millisecond timeouts, when precise timing was asked for.
-    private var timerFD: Int32 = -1
-    private var timerArmed = false
+    @exclusivity(unchecked) private var timerFD: Int32 = -1
+    @exclusivity(unchecked) private var timerArmed = false
     private let preciseTimer: Bool
 
     /// libevent starts at 32 and doubles up to 4096 when a wait fills the array.

@@ -8,19 +8,21 @@ public final class PollBackend: Backend {
     public var features: BackendFeatures { BackendKind.poll.features }
 
     /// Registrations, changed by `update`.
-    private var fds: UnsafeMutablePointer<pollfd>
-    private var capacity = 32
-    private var count = 0
+    // The base calls a backend only as its writer (owner, lock holder or rcu
+    // writer), so accesses never overlap: no runtime exclusivity checks.
+    @exclusivity(unchecked) private var fds: UnsafeMutablePointer<pollfd>
+    @exclusivity(unchecked) private var capacity = 32
+    @exclusivity(unchecked) private var count = 0
     /// The array the wait polls: a copy of `fds`, refreshed by `prepareWait`
     /// only when `update` changed something.
-    private var waitFDs: UnsafeMutablePointer<pollfd>
-    private var waitCapacity = 32
-    private var waitCount = 0
-    private var changed = false
+    @exclusivity(unchecked) private var waitFDs: UnsafeMutablePointer<pollfd>
+    @exclusivity(unchecked) private var waitCapacity = 32
+    @exclusivity(unchecked) private var waitCount = 0
+    @exclusivity(unchecked) private var changed = false
     /// fd -> index in `fds` plus one (0: not watched).
-    private var slotOf: [Int32] = []
-    private var ready = ReadyBuffer(capacity: 32)
-    private var isClosed = false
+    @exclusivity(unchecked) private var slotOf: [Int32] = []
+    @exclusivity(unchecked) private var ready = ReadyBuffer(capacity: 32)
+    @exclusivity(unchecked) private var isClosed = false
     private static let rdhup = Int16(bitPattern: se_pollrdhup())
 
     public init() {

@@ -9,18 +9,20 @@ public final class SelectBackend: Backend {
     public var features: BackendFeatures { BackendKind.select.features }
 
     /// Interest sets, one bit per descriptor, 64 per word.
-    private var readInterest: [UInt64] = []
-    private var writeInterest: [UInt64] = []
-    private var highestFD: Int32 = -1
+    // The base calls a backend only as its writer (owner, lock holder or rcu
+    // writer), so accesses never overlap: no runtime exclusivity checks.
+    @exclusivity(unchecked) private var readInterest: [UInt64] = []
+    @exclusivity(unchecked) private var writeInterest: [UInt64] = []
+    @exclusivity(unchecked) private var highestFD: Int32 = -1
     /// The interest sets as of `prepareWait`, and the sets handed to the
     /// kernel; owned by the waiting thread.
-    private var readSnapshot: [UInt64] = []
-    private var writeSnapshot: [UInt64] = []
-    private var readResult: [UInt64] = []
-    private var writeResult: [UInt64] = []
-    private var snapshotHighestFD: Int32 = -1
-    private var ready = ReadyBuffer(capacity: 32)
-    private var isClosed = false
+    @exclusivity(unchecked) private var readSnapshot: [UInt64] = []
+    @exclusivity(unchecked) private var writeSnapshot: [UInt64] = []
+    @exclusivity(unchecked) private var readResult: [UInt64] = []
+    @exclusivity(unchecked) private var writeResult: [UInt64] = []
+    @exclusivity(unchecked) private var snapshotHighestFD: Int32 = -1
+    @exclusivity(unchecked) private var ready = ReadyBuffer(capacity: 32)
+    @exclusivity(unchecked) private var isClosed = false
 
     public init() {}
 

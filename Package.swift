@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "EventLocking", targets: ["EventLocking"]),
         .library(name: "EventBackends", targets: ["EventBackends"]),
         .library(name: "EventBuffers", targets: ["EventBuffers"]),
+        .library(name: "EventSSL", targets: ["EventSSL"]),
         .executable(name: "event-bench", targets: ["EventBench"]),
     ],
     dependencies: [
@@ -91,6 +92,31 @@ let package = Package(
             path: "Sources/Buffers",
             swiftSettings: strict
         ),
+        // The system OpenSSL 3 (Debian's libssl-dev), through pkg-config.
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "Sources/CShims/COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // OpenSSL calls that are macros, option bits, SNI and ALPN callbacks.
+        .target(
+            name: "CSSLShim",
+            dependencies: ["COpenSSL"],
+            path: "Sources/CShims/CSSLShim"
+        ),
+        .target(
+            name: "EventSSL",
+            dependencies: [
+                "CEventShims",
+                "COpenSSL",
+                "CSSLShim",
+                "EventCore",
+                "EventBuffers",
+            ],
+            path: "Sources/Protocols/SSL",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "EventBench",
             dependencies: [
@@ -142,6 +168,12 @@ let package = Package(
             name: "EventBuffersTests",
             dependencies: ["EventBuffers", "CEventShims", "EventTestSupport"],
             path: "Tests/EventBuffersTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventSSLTests",
+            dependencies: ["EventSSL", "EventBuffers", "EventCore", "COpenSSL", "CSSLShim", "EventTestSupport"],
+            path: "Tests/EventSSLTests",
             swiftSettings: strict
         ),
         .testTarget(

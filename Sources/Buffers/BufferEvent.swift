@@ -94,27 +94,27 @@ open class BufferEvent: @unchecked Sendable {
     public let input = EventBuffer()
     public let output = EventBuffer()
     public let options: Options
-    let lock: any EventLock
+    package let lock: any EventLock
 
     var readCallback: DataCallback?
     var writeCallback: DataCallback?
     var eventCallback: EventCallback?
-    var enabledDirections: Direction = .write
+    package var enabledDirections: Direction = .write
     var readSuspension: Suspension = []
     var writeSuspension: Suspension = []
-    var readLowWatermark = 0
-    var readHighWatermark = 0
-    var writeLowWatermark = 0
-    var writeHighWatermark = 0
-    var readTimeout: Duration?
-    var writeTimeout: Duration?
+    package var readLowWatermark = 0
+    package var readHighWatermark = 0
+    package var writeLowWatermark = 0
+    package var writeHighWatermark = 0
+    package var readTimeout: Duration?
+    package var writeTimeout: Duration?
     /// Directions whose timeout restarts at the next transport update
     /// (enabled again, or their timeout changed), as libevent re-adds them.
     public final var timeoutsToRestart: Direction = []
-    var isFreed = false
+    package var isFreed = false
     /// Callbacks waiting to be delivered.
-    var pendingRead = false
-    var pendingWrite = false
+    package var pendingRead = false
+    package var pendingWrite = false
     var pendingEvents: What = []
     var pendingErrno: Int32 = 0
     /// Runs deferred callbacks on the loop.
@@ -122,8 +122,8 @@ open class BufferEvent: @unchecked Sendable {
     /// Token buckets, when rate limited.
     var rateLimiter: RateLimiter?
     /// The most one read, or one write, moves (`bufferevent_set_max_single_read`).
-    var maxSingleRead = 16384
-    var maxSingleWrite = 16384
+    package var maxSingleRead = 16384
+    package var maxSingleWrite = 16384
 
     /// Sets up the shared state; transports call it from their initializers.
     /// `sharingLockOf` makes two bufferevents one locking unit (the ends of a
@@ -361,6 +361,17 @@ open class BufferEvent: @unchecked Sendable {
             enabledDirections.subtract(disabling)
             try? transportUpdate()
         }
+    }
+
+    /// The rate limit lets nothing through in `directions` now: hold them
+    /// back until the bucket refills (transports other than this module's).
+    package func holdForRateLimit(_ directions: Direction) {
+        guard let rateLimiter else { return }
+        let starved = directions.contains(.read)
+            ? rateLimiter.readAllowance(for: self) == 0 : rateLimiter.writeAllowance(for: self) == 0
+        guard starved else { return }
+        suspend(directions, .rateLimit)
+        rateLimiter.noteStarved(self)
     }
 
     /// Holds a direction back, or lets it go, for `reason`.

@@ -46,15 +46,23 @@ struct Pipes: ParsableCommand {
     @Option(name: .long, help: "With --sweep: write an SVG chart of µs per round against n.")
     var plot: String?
 
+    @Option(name: .long, help: "With --plot: draw the chart from the rows a sweep wrote with --csv, without measuring.")
+    var replot: String?
+
     func validate() throws {
         guard n >= 1 else { throw ValidationError("-n must be at least 1") }
         guard a >= 1 && a <= n else { throw ValidationError("-a must be in 1...n") }
         guard r >= 1 else { throw ValidationError("-r must be at least 1") }
         if let w, w < 0 { throw ValidationError("-w must not be negative") }
-        if plot != nil && !sweep { throw ValidationError("--plot needs --sweep") }
+        if plot != nil && !sweep && replot == nil { throw ValidationError("--plot needs --sweep or --replot") }
+        if replot != nil && plot == nil { throw ValidationError("--replot needs --plot") }
     }
 
     func run() throws {
+        if let replot, let plot {
+            try drawFromCSV(replot, to: plot)
+            return
+        }
         guard sweep else {
             let result = try measure(n: n, a: a, w: w ?? n, method: nil, printRounds: !quiet)
             try result.summary.emit(csv: common.csv)
@@ -79,6 +87,35 @@ struct Pipes: ParsableCommand {
             ).write(to: plot)
             print("plot written to \(plot)")
         }
+    }
+
+    /// Draws the chart from `pipes` rows of a CSV (lib, backend, locking, n, a, w, rounds, median).
+    private func drawFromCSV(_ path: String, to plot: String) throws {
+        guard let file = fopen(path, "r") else { throw BenchError("cannot read \(path)") }
+        defer { fclose(file) }
+        var order: [String] = []
+        var lines: [String: PlotSeries] = [:]
+        var rounds = "?"
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0, let line {
+            let fields = String(cString: line).trimmingSuffix().split(separator: ",").map(String.init)
+            guard fields.count == 9, fields[0] == "pipes", let count = Double(fields[4]), let median = Double(fields[8]) else { continue }
+            let label = "\(fields[2]) a=\(fields[5])"
+            if lines[label] == nil {
+                order.append(label)
+                lines[label] = PlotSeries(label: label)
+            }
+            lines[label]?.points.append((count, median))
+            rounds = fields[7]
+        }
+        guard !order.isEmpty else { throw BenchError("no pipes rows in \(path)") }
+        try SVGPlot(
+            title: "event-bench pipes: µs per round against socketpairs (w = \(w.map(String.init) ?? "n"))",
+            xLabel: "socketpairs (n)", yLabel: "µs per round (median of \(rounds))", series: order.compactMap { lines[$0] }
+        ).write(to: plot)
+        print("plot written to \(plot)")
     }
 
     struct Result {
@@ -220,3 +257,12 @@ func raiseDescriptorLimit(to needed: rlim_t) throws {
 }
 
 let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+
+extension String {
+    /// Without trailing newline and carriage-return characters.
+    fileprivate func trimmingSuffix() -> String {
+        var text = Substring(self)
+        while let last = text.last, last == "\n" || last == "\r" { text = text.dropLast() }
+        return String(text)
+    }
+}

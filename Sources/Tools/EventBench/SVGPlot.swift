@@ -24,9 +24,18 @@ struct SVGPlot {
         let xs = series.flatMap { $0.points.map(\.0) }
         let ys = series.flatMap { $0.points.map(\.1) }
         let xMax = niceCeiling(xs.max() ?? 1)
+        // Data spanning more than two decades gets a logarithmic y axis, so
+        // the fast lines stay readable next to the slow ones.
+        let positive = ys.filter { $0 > 0 }
+        let logarithmic = (positive.min().map { (positive.max() ?? 1) / $0 > 100 }) ?? false
         let yMax = niceCeiling(ys.max() ?? 1)
+        let decadeLow = floor(log10(positive.min() ?? 1)), decadeHigh = ceil(log10(positive.max() ?? 10))
         func x(_ value: Double) -> Double { left + value / xMax * plotWidth }
-        func y(_ value: Double) -> Double { top + plotHeight - value / yMax * plotHeight }
+        func y(_ value: Double) -> Double {
+            guard logarithmic else { return top + plotHeight - value / yMax * plotHeight }
+            let fraction = (log10(max(value, pow(10, decadeLow))) - decadeLow) / max(1, decadeHigh - decadeLow)
+            return top + plotHeight - fraction * plotHeight
+        }
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
             <rect width="100%" height="100%" fill="white"/>
@@ -36,12 +45,18 @@ struct SVGPlot {
 
             """
         for tick in 0...5 {
-            let xValue = xMax * Double(tick) / 5, yValue = yMax * Double(tick) / 5
+            let xValue = xMax * Double(tick) / 5
             svg += "<line x1=\"\(x(xValue))\" y1=\"\(top + plotHeight)\" x2=\"\(x(xValue))\" y2=\"\(top + plotHeight + 5)\" stroke=\"black\"/>\n"
             svg += "<text x=\"\(x(xValue))\" y=\"\(top + plotHeight + 20)\" text-anchor=\"middle\">\(label(xValue))</text>\n"
+        }
+        let yTicks = logarithmic
+            ? stride(from: decadeLow, through: decadeHigh, by: 1).map { pow(10, $0) }
+            : (0...5).map { yMax * Double($0) / 5 }
+        for yValue in yTicks {
             svg += "<line x1=\"\(left)\" y1=\"\(y(yValue))\" x2=\"\(left + plotWidth)\" y2=\"\(y(yValue))\" stroke=\"#dddddd\"/>\n"
             svg += "<text x=\"\(left - 8)\" y=\"\(y(yValue) + 4)\" text-anchor=\"end\">\(label(yValue))</text>\n"
         }
+        let yLabel = logarithmic ? self.yLabel + ", log scale" : self.yLabel
         svg += "<text x=\"\(left + plotWidth / 2)\" y=\"\(height - 25)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
         svg += "<text transform=\"translate(22,\(top + plotHeight / 2)) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
         for (index, line) in series.enumerated() {

@@ -122,6 +122,7 @@ let package = Package(
             dependencies: [
                 "EventCore",
                 "EventBuffers",
+                "EventSSL",
                 "CAllocationCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -132,6 +133,12 @@ let package = Package(
             name: "EchoServerExample",
             dependencies: ["EventCore", "EventBuffers"],
             path: "Sources/Tools/EchoServerExample",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "TLSEchoExample",
+            dependencies: ["EventCore", "EventBuffers", "EventSSL"],
+            path: "Sources/Tools/TLSEchoExample",
             swiftSettings: strict
         ),
         .executableTarget(

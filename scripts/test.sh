@@ -8,7 +8,7 @@
 # SWIFTEVENT_STRESS_SECONDS sets the length of each stress run (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev gcc python3
+scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl gcc python3
 
 # A crashing test should fail fast, not spend minutes symbolicating.
 export SWIFT_BACKTRACE=enable=no
@@ -30,5 +30,9 @@ grep -q "<svg" "$plot"
 rm -f "$plot"
 "$bench" throughput --megabytes 4 -r 1
 "$bench" throughput --megabytes 4 -r 1 --mode pair
+"$bench" throughput --megabytes 4 -r 1 --tls
+"$bench" throughput --megabytes 4 -r 1 --mode pair --tls
+echo "== the TLS echo example (server and client in one process)"
+swift run -c release TLSEchoExample
 echo "== steady state: no allocation per dispatched event, timer re-arm or activation"
 "$bench" allocations -i 20000 --check

@@ -2,6 +2,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <openssl/pem.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 void se_ssl_ctx_apply_defaults(SSL_CTX *ctx, int server) {
     uint64_t options = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
@@ -120,4 +126,138 @@ unsigned char *se_ssl_ctx_install_alpn(SSL_CTX *ctx, const unsigned char *protoc
     memcpy(alpn->protocols, protocols, length);
     SSL_CTX_set_alpn_select_cb(ctx, se_alpn_callback, alpn);
     return (unsigned char *)alpn;
+}
+
+static BIO_METHOD *se_socket_method;
+static pthread_once_t se_socket_method_once = PTHREAD_ONCE_INIT;
+
+static int se_socket_retriable(int error) {
+    return error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == EINPROGRESS || error == EALREADY;
+}
+
+static int se_socket_write(BIO *bio, const char *data, size_t length, size_t *written) {
+    int fd = (int)(intptr_t)BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    ssize_t n = send(fd, data, length, MSG_NOSIGNAL);
+    if (n >= 0) {
+        *written = (size_t)n;
+        return 1;
+    }
+    if (se_socket_retriable(errno)) BIO_set_retry_write(bio);
+    return 0;
+}
+
+static int se_socket_read(BIO *bio, char *data, size_t length, size_t *read) {
+    int fd = (int)(intptr_t)BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    ssize_t n = recv(fd, data, length, 0);
+    if (n > 0) {
+        *read = (size_t)n;
+        return 1;
+    }
+    if (n == 0) {
+        // End of stream: no retry flag, OpenSSL sees EOF.
+        *read = 0;
+        return 0;
+    }
+    if (se_socket_retriable(errno)) BIO_set_retry_read(bio);
+    return 0;
+}
+
+static long se_socket_ctrl(BIO *bio, int command, long number, void *pointer) {
+    (void)number;
+    switch (command) {
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    case BIO_C_GET_FD:
+        if (pointer) *(int *)pointer = (int)(intptr_t)BIO_get_data(bio);
+        return (long)(intptr_t)BIO_get_data(bio);
+    default:
+        return 0;
+    }
+}
+
+static int se_socket_create(BIO *bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static int se_socket_destroy(BIO *bio) {
+    (void)bio;
+    return 1;
+}
+
+static void se_socket_method_make(void) {
+    BIO_METHOD *method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "swiftevent socket");
+    if (!method) return;
+    BIO_meth_set_write_ex(method, se_socket_write);
+    BIO_meth_set_read_ex(method, se_socket_read);
+    BIO_meth_set_ctrl(method, se_socket_ctrl);
+    BIO_meth_set_create(method, se_socket_create);
+    BIO_meth_set_destroy(method, se_socket_destroy);
+    se_socket_method = method;
+}
+
+BIO *se_bio_new_socket(int fd) {
+    pthread_once(&se_socket_method_once, se_socket_method_make);
+    if (!se_socket_method) return NULL;
+    BIO *bio = BIO_new(se_socket_method);
+    if (bio) BIO_set_data(bio, (void *)(intptr_t)fd);
+    return bio;
+}
+
+static char *se_bio_to_string(BIO *bio) {
+    char *data = NULL;
+    long length = BIO_get_mem_data(bio, &data);
+    if (length <= 0) return NULL;
+    char *copy = malloc((size_t)length + 1);
+    if (!copy) return NULL;
+    memcpy(copy, data, (size_t)length);
+    copy[length] = 0;
+    return copy;
+}
+
+int se_make_self_signed(const char *name, const char *ip, int days, char **certificate_pem, char **key_pem) {
+    int ok = 0;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *certificate = X509_new();
+    BIO *certificate_bio = BIO_new(BIO_s_mem());
+    BIO *key_bio = BIO_new(BIO_s_mem());
+    X509_EXTENSION *extension = NULL;
+    if (!key || !certificate || !certificate_bio || !key_bio) goto done;
+    unsigned char serial[16];
+    if (RAND_bytes(serial, sizeof serial) != 1) goto done;
+    serial[0] &= 0x7f;
+    BIGNUM *number = BN_bin2bn(serial, sizeof serial, NULL);
+    if (!number) goto done;
+    BN_to_ASN1_INTEGER(number, X509_get_serialNumber(certificate));
+    BN_free(number);
+    X509_set_version(certificate, 2);
+    X509_gmtime_adj(X509_getm_notBefore(certificate), -60);
+    X509_gmtime_adj(X509_getm_notAfter(certificate), (long)days * 86400);
+    X509_set_pubkey(certificate, key);
+    X509_NAME *subject = X509_get_subject_name(certificate);
+    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)name, -1, -1, 0);
+    X509_set_issuer_name(certificate, subject);
+    char san[600];
+    if (ip)
+        snprintf(san, sizeof san, "DNS:%s,IP:%s", name, ip);
+    else
+        snprintf(san, sizeof san, "DNS:%s", name);
+    extension = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+    if (!extension || !X509_add_ext(certificate, extension, -1)) goto done;
+    if (!X509_sign(certificate, key, EVP_sha256())) goto done;
+    if (!PEM_write_bio_X509(certificate_bio, certificate)) goto done;
+    if (!PEM_write_bio_PrivateKey(key_bio, key, NULL, NULL, 0, NULL, NULL)) goto done;
+    *certificate_pem = se_bio_to_string(certificate_bio);
+    *key_pem = se_bio_to_string(key_bio);
+    ok = *certificate_pem && *key_pem;
+done:
+    X509_EXTENSION_free(extension);
+    BIO_free(certificate_bio);
+    BIO_free(key_bio);
+    X509_free(certificate);
+    EVP_PKEY_free(key);
+    return ok;
 }

@@ -111,7 +111,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
             guard fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) >= 0 else {
                 throw EventError.badFileDescriptor(fd: fd, call: "SSLBufferEvent.init")
             }
-            guard SSL_set_fd(ssl, fd) == 1 else { throw SSLError.configuration("SSL_set_fd") }
+            try attachSocket(fd)
             try makeSocketEvents()
         }
         try makeCommonEvents()
@@ -204,6 +204,13 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
         return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 
+    /// OpenSSL reads and writes `fd` itself, through a BIO that never raises SIGPIPE.
+    private func attachSocket(_ fd: Int32) throws(SSLError) {
+        guard let bio = se_bio_new_socket(fd) else { throw .configuration("socket BIO") }
+        // One BIO both ways: SSL_set_bio takes the one reference.
+        SSL_set_bio(ssl, bio, bio)
+    }
+
     private func makeSocketEvents() throws {
         let fd = socket
         readEvent = try Event(base: base, fd: fd, flags: [.read, .persist, .finalize]) { [self] _, what in
@@ -254,7 +261,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
                 address.domain, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             if fd < 0 { throw EventError.system(.last("socket")) }
             socket = fd
-            guard SSL_set_fd(ssl, fd) == 1 else { throw SSLError.configuration("SSL_set_fd") }
+            try attachSocket(fd)
             try makeSocketEvents()
             let rc = address.withSockaddr { Glibc.connect(fd, $0, $1) }
             let error = errno

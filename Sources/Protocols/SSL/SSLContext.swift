@@ -203,6 +203,24 @@ public final class SSLContext: @unchecked Sendable {
         free(alpnSelection)
     }
 
+    /// A fresh key and a self-signed certificate for `name` (and `ipAddress`
+    /// as an IP SAN), as PEM text: for tests, examples and benchmarks. A
+    /// client trusts it with `trustRoots: [.text(certificate)]`.
+    public static func selfSignedCertificate(
+        name: String = "localhost", ipAddress: String? = "127.0.0.1", days: Int = 30
+    ) throws(SSLError) -> (certificate: String, privateKey: String) {
+        var certificate: UnsafeMutablePointer<CChar>?
+        var key: UnsafeMutablePointer<CChar>?
+        defer {
+            free(certificate)
+            free(key)
+        }
+        guard se_make_self_signed(name, ipAddress, Int32(days), &certificate, &key) == 1, let certificate, let key else {
+            throw .configuration("self-signed certificate for \(name)")
+        }
+        return (String(cString: certificate), String(cString: key))
+    }
+
     /// Server-side session cache statistics: sessions held and resumptions served.
     public var sessionCacheStatistics: (sessions: Int, hits: Int) {
         (se_ssl_ctx_sess_number(handle), se_ssl_ctx_sess_hits(handle))

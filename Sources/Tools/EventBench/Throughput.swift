@@ -1,6 +1,7 @@
 import ArgumentParser
 import EventBuffers
 import EventCore
+import EventSSL
 import Glibc
 
 /// Moves N MB through M echo connections made of bufferevents: over TCP on
@@ -13,8 +14,11 @@ struct Throughput: ParsableCommand {
         discussion: """
             M client bufferevents each send N/M MB in chunks (at most four queued, refilled from the \
             write callback) to an echo (a listener and server bufferevents on 127.0.0.1, or the other \
-            end of a bufferevent pair) and read the echo back. Summary: `throughput lib=swiftevent \
-            mode=M backend=B locking=L connections=C megabytes=N mb_per_s=X` (median of -r runs).
+            end of a bufferevent pair) and read the echo back. --tls puts TLS on every connection \
+            (TLS bufferevents over the sockets, TLS filters over the pairs; a self-signed P-256 \
+            certificate made at start, verified by the clients). Summary: `throughput lib=swiftevent \
+            mode=M backend=B locking=L connections=C megabytes=N mb_per_s=X` (median of -r runs; \
+            mode socket, pair, socket-tls or pair-tls).
             """)
 
     @Option(name: .shortAndLong, help: "Connections.")
@@ -29,6 +33,9 @@ struct Throughput: ParsableCommand {
     @Option(name: .long, help: "Transport: socket (TCP on 127.0.0.1) or pair.")
     var mode = "socket"
 
+    @Flag(name: .long, help: "TLS on every connection (TLS bufferevents, or TLS filters over pairs).")
+    var tls = false
+
     @OptionGroup var common: CommonOptions
 
     @Option(name: .short, help: "Repetitions; the median is reported.")
@@ -41,14 +48,27 @@ struct Throughput: ParsableCommand {
         guard mode == "socket" || mode == "pair" else { throw ValidationError("--mode is socket or pair") }
     }
 
+    /// Server and client TLS contexts (with --tls).
+    struct Contexts {
+        let server: SSLContext
+        let client: SSLContext
+    }
+
     func run() throws {
         let configuration = try common.configuration()
+        var contexts: Contexts?
+        if tls {
+            let (certificate, key) = try SSLContext.selfSignedCertificate()
+            contexts = Contexts(
+                server: try SSLContext(.server(certificateChain: .text(certificate), privateKey: .text(key))),
+                client: try SSLContext(.client(trustRoots: [.text(certificate)])))
+        }
         var rates: [Double] = []
         var name = ("", "")
         for round in 0..<r {
             let base = try EventBase(configuration)
             name = (base.method, base.lockProvider.name)
-            let seconds = try mode == "pair" ? runPairs(base) : runSockets(base)
+            let seconds = try mode == "pair" ? runPairs(base, contexts) : runSockets(base, contexts)
             let rate = Double(megabytes) / seconds
             rates.append(rate)
             print("round \(round): \(formatted(seconds * 1e6)) us, \(formatted(rate)) MB/s")
@@ -56,7 +76,7 @@ struct Throughput: ParsableCommand {
         }
         var summary = Summary("throughput")
         summary.add("lib", "swiftevent")
-        summary.add("mode", mode)
+        summary.add("mode", tls ? mode + "-tls" : mode)
         summary.add("backend", name.0)
         summary.add("locking", name.1)
         summary.add("connections", connections)
@@ -117,28 +137,46 @@ struct Throughput: ParsableCommand {
             })
     }
 
-    func runSockets(_ base: EventBase) throws -> Double {
+    func runSockets(_ base: EventBase, _ contexts: Contexts?) throws -> Double {
         let payload = [UInt8](repeating: 0x61, count: chunk)
         let servers = ServerList()
         let listener = try ConnectionListener(base: base, address: try SocketAddress(ipv4: "127.0.0.1", port: 0)) {
             listener, fd, _ in
-            guard let bev = try? SocketBufferEvent(base: listener.base, fd: fd, options: [.closeOnFree]) else { return }
+            let made: BufferEvent?
+            if let contexts {
+                made = try? SSLBufferEvent(base: listener.base, socket: fd, context: contexts.server, options: [.closeOnFree])
+            } else {
+                made = try? SocketBufferEvent(base: listener.base, fd: fd, options: [.closeOnFree])
+            }
+            guard let bev = made else {
+                close(fd)
+                return
+            }
             bev.setCallbacks(
                 read: { bev in try? bev.output.add(buffer: bev.input) }, write: nil,
-                event: { bev, _, _ in bev.free() })
+                event: { bev, what, _ in if what != .connected { bev.free() } })
             try? bev.enable(.read)
             servers.items.append(bev)
         }
         guard let port = listener.localAddress?.port else { throw BenchError("listener has no port") }
         let progress = Progress()
-        var clients: [SocketBufferEvent] = []
+        var clients: [BufferEvent] = []
         let start = now()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: port)
         for _ in 0..<connections {
-            let bev = try SocketBufferEvent(base: base, options: [.closeOnFree])
+            let bev: BufferEvent
+            if let contexts {
+                let tlsClient = try SSLBufferEvent(base: base, context: contexts.client, serverName: "127.0.0.1", options: [.closeOnFree])
+                try tlsClient.connect(to: address)
+                bev = tlsClient
+            } else {
+                let socketClient = try SocketBufferEvent(base: base, options: [.closeOnFree])
+                try socketClient.connect(to: address)
+                bev = socketClient
+            }
             let client = Client(bytes: perClientBytes())
             clientCallbacks(bev, client, progress, payload)
             try bev.enable(.read)
-            try bev.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: port))
             Self.refill(bev, client, chunk: payload)
             clients.append(bev)
         }
@@ -153,13 +191,19 @@ struct Throughput: ParsableCommand {
         return elapsed
     }
 
-    func runPairs(_ base: EventBase) throws -> Double {
+    func runPairs(_ base: EventBase, _ contexts: Contexts?) throws -> Double {
         let payload = [UInt8](repeating: 0x61, count: chunk)
         let progress = Progress()
         var ends: [BufferEvent] = []
         let start = now()
         for _ in 0..<connections {
-            let (near, far) = try PairBufferEvent.makePair(base: base)
+            let (plainNear, plainFar) = try PairBufferEvent.makePair(base: base)
+            var near: BufferEvent = plainNear
+            var far: BufferEvent = plainFar
+            if let contexts {
+                far = try SSLBufferEvent(filtering: plainFar, context: contexts.server, options: [.closeOnFree])
+                near = try SSLBufferEvent(filtering: plainNear, context: contexts.client, serverName: "127.0.0.1", options: [.closeOnFree])
+            }
             far.setCallbacks(read: { bev in try? bev.output.add(buffer: bev.input) }, write: nil, event: nil)
             try far.enable(.read)
             let client = Client(bytes: perClientBytes())

@@ -51,4 +51,14 @@ void se_ssl_ctx_install_sni(SSL_CTX *ctx, se_sni_table *table);
 /// is owned by the caller, must outlive the context, and is freed with free().
 unsigned char *se_ssl_ctx_install_alpn(SSL_CTX *ctx, const unsigned char *protocols, unsigned int length);
 
+/// A socket BIO for `fd` that never raises SIGPIPE (send with
+/// MSG_NOSIGNAL, recv), non-blocking aware; the descriptor is not closed
+/// with the BIO. Used instead of SSL_set_fd, whose BIO write(2)s.
+BIO *se_bio_new_socket(int fd);
+
+/// A fresh P-256 key and a self-signed certificate for `name` (CN and a
+/// DNS subjectAltName; an IP SAN as well when `ip` is not NULL), valid for
+/// `days`. PEM text in malloc'd strings the caller frees; 1 on success.
+int se_make_self_signed(const char *name, const char *ip, int days, char **certificate_pem, char **key_pem);
+
 #endif

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine with Swift and runs the main job:
-# `event-bench pipes` (libevent's test/bench.c method) on every backend and
-# lock provider, interleaved with the same method against libevent 2.1.
-# Arguments go to Benchmarks/compare-pipes (default: -n 1000 -a 100 -w 1000).
+# Benchmarks/compare, every event-bench case (pipes, flat, cascade, threads,
+# lookups, timers, memory) interleaved with the same method in C against
+# libevent 2.1 and libev 4, printing medians and our/their ratios.
+# Arguments go to Benchmarks/compare (default: -k 11; --quick for a smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev gcc
-Benchmarks/compare-pipes "$@"
+scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev gcc python3
+Benchmarks/compare "$@"

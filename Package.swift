@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "EventBackends", targets: ["EventBackends"]),
         .library(name: "EventBuffers", targets: ["EventBuffers"]),
         .library(name: "EventSSL", targets: ["EventSSL"]),
+        .library(name: "EventDNS", targets: ["EventDNS"]),
         .executable(name: "event-bench", targets: ["EventBench"]),
     ],
     dependencies: [
@@ -115,6 +116,18 @@ let package = Package(
                 "EventBuffers",
             ],
             path: "Sources/Protocols/SSL",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EventDNS",
+            dependencies: [
+                "CEventShims",
+                "EventLocking",
+                "EventBackends",
+                "EventCore",
+                "EventBuffers",
+            ],
+            path: "Sources/Protocols/DNS",
             swiftSettings: strict
         ),
         .executableTarget(

@@ -83,7 +83,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// An address the kernel filled in (accept, getsockname).
-    init(raw: UnsafeRawPointer, length: Int) {
+    package init(raw: UnsafeRawPointer, length: Int) {
         storage = Array(UnsafeRawBufferPointer(start: raw, count: min(length, MemoryLayout<sockaddr_storage>.size)))
             + [UInt8](repeating: 0, count: max(0, MemoryLayout<sockaddr_storage>.size - length))
     }

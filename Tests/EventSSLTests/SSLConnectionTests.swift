@@ -172,7 +172,8 @@ struct SSLConnectionTests {
     }
 
     /// SNI: the server answers with the certificate for the name asked
-    /// (exact and wildcard), the default one otherwise; the server sees the name.
+    /// (exact and wildcard), the default one otherwise; the server sees the
+    /// name; ALPN works with every certificate.
     @Test(arguments: [("other.test", "CN=other.test"), ("a.wild.test", "CN=other.test"), ("localhost", "CN=localhost")])
     func serverPicksTheCertificateByName(_ name: String, _ subject: String) throws {
         let pki = try TestPKI.get()
@@ -181,9 +182,11 @@ struct SSLConnectionTests {
             $0.namedCertificates = [
                 .init(names: ["other.test", "*.wild.test"], certificateChain: .file(pki.otherCert), privateKey: .file(pki.otherKey))
             ]
+            $0.applicationProtocols = ["h2"]
         }
         let server = try EchoServer(base: base, context: serverContext)
-        let client = try SSLBufferEvent(base: base, context: try pki.clientContext(), serverName: name, options: [.closeOnFree])
+        let client = try SSLBufferEvent(
+            base: base, context: try pki.clientContext { $0.applicationProtocols = ["h2"] }, serverName: name, options: [.closeOnFree])
         let probe = Probe()
         probe.attach(client)
         try client.enable(.read)
@@ -193,6 +196,8 @@ struct SSLConnectionTests {
         #expect(probe.connected, "\(String(describing: client.lastError))")
         #expect(client.peerCertificateSubject?.contains(subject) == true)
         #expect(server.connections.first?.requestedServerName == name)
+        // ALPN is still selected after the switch to the named certificate's context.
+        #expect(client.applicationProtocol == "h2")
         TLSKit.finish(base, [client], listeners: [server.listener])
         server.free()
     }

@@ -97,6 +97,48 @@ struct SSLFlowTests {
         server.free()
     }
 
+    /// A write rate limit pauses the TLS writer and the refill resumes it:
+    /// everything arrives (the writer is not left waiting for more output).
+    @Test func writeRateLimitPausesAndResumes() throws {
+        let pki = try TestPKI.get()
+        let base = try TLSKit.ownedBase()
+        let serverProbe = Probe()
+        let server = try EchoServer(base: base, context: try pki.serverContext(), echo: false) { serverProbe.attach($0) }
+        let client = try SSLBufferEvent(base: base, context: try pki.clientContext(), serverName: "localhost", options: [.closeOnFree])
+        try client.setRateLimit(try RateLimit(readRate: 1_000_000, writeRate: 40_000, tick: .milliseconds(20)))
+        try client.connect(to: try TLSKit.loopback(server.port))
+        let payload = TLSKit.pattern(400_000, seed: 25)
+        try client.write(payload)
+        #expect(try TLSKit.run(base, timeout: .seconds(20)) { serverProbe.received.count >= payload.count },
+                "\(serverProbe.received.count) of \(payload.count)")
+        let same = serverProbe.received == payload
+        #expect(same)
+        TLSKit.finish(base, [client], listeners: [server.listener])
+        server.free()
+    }
+
+    /// Writing disabled, then enabled again: the waiting output goes out.
+    @Test func writingResumesAfterDisableAndEnable() throws {
+        let pki = try TestPKI.get()
+        let base = try TLSKit.ownedBase()
+        let serverProbe = Probe()
+        let server = try EchoServer(base: base, context: try pki.serverContext(), echo: false) { serverProbe.attach($0) }
+        let client = try SSLBufferEvent(base: base, context: try pki.clientContext(), serverName: "localhost", options: [.closeOnFree])
+        let clientProbe = Probe()
+        clientProbe.attach(client)
+        try client.connect(to: try TLSKit.loopback(server.port))
+        #expect(try TLSKit.run(base) { clientProbe.connected })
+        try client.disable(.write)
+        try client.write("held back")
+        try TLSKit.run(base, timeout: .milliseconds(100)) { false }
+        #expect(serverProbe.received.isEmpty)
+        try client.enable(.write)
+        #expect(try TLSKit.run(base) { serverProbe.received.count >= 9 })
+        #expect(String(decoding: serverProbe.received, as: UTF8.self) == "held back")
+        TLSKit.finish(base, [client], listeners: [server.listener])
+        server.free()
+    }
+
     /// Idle, half-closed and rate-starved TLS connections cost the loop no
     /// CPU: over 600 ms the loop thread uses a small fraction of it.
     @Test func idleHalfClosedAndRateLimitedConnectionsDoNotSpin() throws {

@@ -195,6 +195,28 @@ struct SSLRefusalTests {
         server.free()
     }
 
+    /// The filter form with close-on-free sends close_notify through the
+    /// underlying socket before closing it: a clean EOF at the peer.
+    @Test func filterFreeSendsCloseNotify() throws {
+        let pki = try TestPKI.get()
+        let base = try TLSKit.ownedBase()
+        let server = try EchoServer(base: base, context: try pki.serverContext())
+        let socketBEV = try SocketBufferEvent(base: base, options: [.closeOnFree])
+        try socketBEV.connect(to: try TLSKit.loopback(server.port))
+        let client = try SSLBufferEvent(filtering: socketBEV, context: try pki.clientContext(), serverName: "localhost", options: [.closeOnFree])
+        let probe = Probe()
+        probe.attach(client)
+        try client.enable(.read)
+        try client.write("x")
+        #expect(try TLSKit.run(base) { probe.received.count >= 1 })
+        client.free()
+        #expect(try TLSKit.run(base) { server.events.contains { $0.contains(.endOfFile) || $0.contains(.error) } })
+        #expect(server.events.contains { $0.contains(.endOfFile) }, "\(server.events)")
+        #expect(!server.events.contains { $0.contains(.error) }, "\(server.errors)")
+        TLSKit.finish(base, listeners: [server.listener])
+        server.free()
+    }
+
     /// Configurations OpenSSL would refuse, or that would be unsafe, are
     /// errors at once with a reason.
     @Test func badConfigurationsAreClearErrors() throws {

@@ -135,10 +135,15 @@ static int se_socket_retriable(int error) {
     return error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == EINPROGRESS || error == EALREADY;
 }
 
+struct se_socket {
+    int fd;
+    int eof;
+};
+
 static int se_socket_write(BIO *bio, const char *data, size_t length, size_t *written) {
-    int fd = (int)(intptr_t)BIO_get_data(bio);
+    struct se_socket *socket = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
-    ssize_t n = send(fd, data, length, MSG_NOSIGNAL);
+    ssize_t n = send(socket->fd, data, length, MSG_NOSIGNAL);
     if (n >= 0) {
         *written = (size_t)n;
         return 1;
@@ -148,15 +153,17 @@ static int se_socket_write(BIO *bio, const char *data, size_t length, size_t *wr
 }
 
 static int se_socket_read(BIO *bio, char *data, size_t length, size_t *read) {
-    int fd = (int)(intptr_t)BIO_get_data(bio);
+    struct se_socket *socket = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
-    ssize_t n = recv(fd, data, length, 0);
+    ssize_t n = recv(socket->fd, data, length, 0);
     if (n > 0) {
         *read = (size_t)n;
         return 1;
     }
     if (n == 0) {
-        // End of stream: no retry flag, OpenSSL sees EOF.
+        // End of stream: no retry flag; BIO_CTRL_EOF says so, which lets
+        // OpenSSL 3 report "unexpected eof while reading".
+        socket->eof = 1;
         *read = 0;
         return 0;
     }
@@ -166,13 +173,17 @@ static int se_socket_read(BIO *bio, char *data, size_t length, size_t *read) {
 
 static long se_socket_ctrl(BIO *bio, int command, long number, void *pointer) {
     (void)number;
+    struct se_socket *socket = BIO_get_data(bio);
     switch (command) {
     case BIO_CTRL_FLUSH:
     case BIO_CTRL_DUP:
         return 1;
+    case BIO_CTRL_EOF:
+        return socket ? socket->eof : 0;
     case BIO_C_GET_FD:
-        if (pointer) *(int *)pointer = (int)(intptr_t)BIO_get_data(bio);
-        return (long)(intptr_t)BIO_get_data(bio);
+        if (!socket) return -1;
+        if (pointer) *(int *)pointer = socket->fd;
+        return socket->fd;
     default:
         return 0;
     }
@@ -184,7 +195,8 @@ static int se_socket_create(BIO *bio) {
 }
 
 static int se_socket_destroy(BIO *bio) {
-    (void)bio;
+    free(BIO_get_data(bio));
+    BIO_set_data(bio, NULL);
     return 1;
 }
 
@@ -202,8 +214,15 @@ static void se_socket_method_make(void) {
 BIO *se_bio_new_socket(int fd) {
     pthread_once(&se_socket_method_once, se_socket_method_make);
     if (!se_socket_method) return NULL;
+    struct se_socket *socket = calloc(1, sizeof *socket);
+    if (!socket) return NULL;
+    socket->fd = fd;
     BIO *bio = BIO_new(se_socket_method);
-    if (bio) BIO_set_data(bio, (void *)(intptr_t)fd);
+    if (!bio) {
+        free(socket);
+        return NULL;
+    }
+    BIO_set_data(bio, socket);
     return bio;
 }
 

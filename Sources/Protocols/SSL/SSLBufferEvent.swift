@@ -83,6 +83,12 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
     /// A fatal error or close_notify: no more TLS IO.
     private var dead = false
     private var endOfStream = false
+    /// The underlying bufferevent (filter form) saw EOF: once what it
+    /// delivered is consumed, the ciphertext stream has ended.
+    private var underlyingEnded = false
+    /// The stream ended without close_notify (accepted as EOF by
+    /// `allowDirtyShutdown`): no close_notify may follow.
+    private var brokenStream = false
     private var closeNotifySent = false
     private var driving = false
     private var allowDirty: Bool
@@ -131,7 +137,9 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
         allowDirty = context.configuration.allowDirtyShutdown
         let made = SSLHandle(try Self.makeSSL(context, serverName: serverName, session: session))
         owner = made
-        guard let incoming = BIO_new(BIO_s_mem()), let outgoing = BIO_new(BIO_s_mem()) else {
+        guard let incoming = BIO_new(BIO_s_mem()) else { throw SSLError.configuration("BIO_new") }
+        guard let outgoing = BIO_new(BIO_s_mem()) else {
+            BIO_free(incoming)
             throw SSLError.configuration("BIO_new")
         }
         // An empty incoming buffer means "wait for more", not end of stream.
@@ -272,7 +280,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
                     fail(SSLError(kind: .system, reason: "connect: \(String(cString: strerror(error)))"), what: [.error], errno: error)
                 }
             }
-            try handshakeTimer?.add(timeout: context.configuration.handshakeTimeout)
+            if !dead { try handshakeTimer?.add(timeout: context.configuration.handshakeTimeout) }
             updateWatches()
             if !tcpConnecting && !dead { try kickEvent?.activate() }
         }
@@ -350,6 +358,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
         if driving { return }
         updateWatches()
         kickIfDataIsWaiting()
+        kickIfOutputIsWaiting()
     }
 
     public override func transportOutputAdded() {
@@ -378,7 +387,11 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
                 // Whatever the underlying bufferevent still holds (the
                 // close_notify) is pushed to its descriptor before it goes.
                 let fd = underlying.fd
-                if fd >= 0 { _ = try? underlying.output.write(to: fd) }
+                if fd >= 0 {
+                    underlying.output.unfreeze(end: false)
+                    _ = try? underlying.output.write(to: fd)
+                    underlying.output.freeze(end: false)
+                }
                 underlying.free()
             } else {
                 underlying.setCallbacks(read: nil, write: nil, event: nil)
@@ -418,13 +431,22 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
 
     /// One close_notify, best effort, on an open connection.
     private func sendCloseNotify() {
-        guard !handshaking, !dead, !closeNotifySent else { return }
+        guard !handshaking, !dead, !brokenStream, !closeNotifySent else { return }
         closeNotifySent = true
         if case .socket = transport, socket < 0 { return }
         ERR_clear_error()
         _ = SSL_shutdown(ssl)
         ERR_clear_error()
         flushOutgoing()
+    }
+
+    /// Writing is enabled and free again (a rate-limit refill, `enable`
+    /// after `disable`) with plaintext waiting and nothing blocking it.
+    private func kickIfOutputIsWaiting() {
+        guard !handshaking, !dead, !driving, writingWanted, !writeBlockedOnWrite, !writeBlockedOnRead,
+            output.count > 0
+        else { return }
+        try? kickEvent?.activate()
     }
 
     /// Reading is wanted and bytes are already here: decrypted or
@@ -446,23 +468,30 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
         if case .socket = transport, socket < 0 { return }
         driving = true
         defer { driving = false }
-        feedIncoming()
-        if handshaking {
+        _ = feedIncoming()
+        while handshaking && !dead {
             ERR_clear_error()
+            errno = 0
             let rc = SSL_do_handshake(ssl)
+            flushOutgoing()
             if rc == 1 {
                 handshaking = false
                 try? handshakeTimer?.delete()
                 report(.connected)
-            } else {
-                let error = SSL_get_error(ssl, rc)
-                switch error {
-                case SSL_ERROR_WANT_READ: handshakeWant = .read
-                case SSL_ERROR_WANT_WRITE: handshakeWant = .write
-                default: failFromOpenSSL(error, rc, what: [.error])
-                }
+                break
             }
-            flushOutgoing()
+            let error = SSL_get_error(ssl, rc)
+            switch error {
+            case SSL_ERROR_WANT_READ:
+                handshakeWant = .read
+                // More ciphertext may be waiting in the underlying input.
+                if feedIncoming() { continue }
+            case SSL_ERROR_WANT_WRITE:
+                handshakeWant = .write
+            default:
+                failFromOpenSSL(error, rc, what: [.error])
+            }
+            break
         }
         if !handshaking && !dead {
             pumpWrite()
@@ -475,9 +504,9 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
     /// Plaintext from the output into SSL_write, in bounded chunks (file
     /// segments are mapped and encrypted piece by piece).
     private func pumpWrite() {
+        guard enabledDirections.contains(.write) else { return }
         writeBlockedOnRead = false
         writeBlockedOnWrite = false
-        guard enabledDirections.contains(.write) else { return }
         output.unfreeze(end: false)
         defer { output.freeze(end: false) }
         var written = 0
@@ -498,6 +527,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
             guard let piece = try? output.peek(length: length).first, let start = piece.baseAddress else { break }
             if retryWriteLength == 0 { length = min(length, piece.count) }
             ERR_clear_error()
+            errno = 0
             let rc = SSL_write(ssl, start, Int32(length))
             if rc > 0 {
                 retryWriteLength = 0
@@ -538,6 +568,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
             let wanted = min(allowance, 16_384)
             guard let pieces = try? input.reserve(wanted), let piece = pieces.first, let start = piece.baseAddress else { break }
             ERR_clear_error()
+            errno = 0
             let rc = SSL_read(ssl, start, Int32(min(wanted, piece.count)))
             if rc > 0 {
                 try? input.commit(Int(rc))
@@ -548,7 +579,8 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
             let error = SSL_get_error(ssl, rc)
             switch error {
             case SSL_ERROR_WANT_READ:
-                break
+                // Filter form: more ciphertext may be waiting underneath.
+                if feedIncoming() { continue }
             case SSL_ERROR_WANT_WRITE:
                 readBlockedOnWrite = true
             case SSL_ERROR_ZERO_RETURN:
@@ -572,6 +604,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
         if truncated {
             if allowDirty {
                 endOfStream = true
+                brokenStream = true
                 report([.reading, .endOfFile], disabling: .read)
             } else {
                 fail(
@@ -616,6 +649,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
     private func fail(_ error: SSLError, what: What, errno: Int32) {
         guard !dead else { return }
         dead = true
+        tcpConnecting = false
         lastErrorStorage = error
         try? handshakeTimer?.delete()
         report(what.union(.error), errno: errno, disabling: .both)
@@ -695,9 +729,12 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
 
     // MARK: the filter's ciphertext (the lock is held)
 
-    /// Moves ciphertext from the underlying input into OpenSSL, up to the backlog.
-    private func feedIncoming() {
-        guard case .filter(let underlying, let incoming, _) = transport else { return }
+    /// Moves ciphertext from the underlying input into OpenSSL, up to the
+    /// backlog; whether anything moved. Once the underlying stream has
+    /// ended and all of it is in, an empty BIO reads as end of stream.
+    private func feedIncoming() -> Bool {
+        guard case .filter(let underlying, let incoming, _) = transport else { return false }
+        var moved = false
         while se_bio_pending(incoming) < Self.filterBacklog, !underlying.input.isEmpty {
             guard let piece = try? underlying.input.peek(length: 16_384).first, let start = piece.baseAddress,
                 piece.count > 0
@@ -705,7 +742,10 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
             let n = BIO_write(incoming, start, Int32(piece.count))
             guard n > 0 else { break }
             try? underlying.input.drain(Int(n))
+            moved = true
         }
+        if underlyingEnded && underlying.input.isEmpty { _ = se_bio_set_mem_eof_return(incoming, 0) }
+        return moved
     }
 
     /// Moves ciphertext OpenSSL produced into the underlying output.
@@ -724,6 +764,7 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
 
     private func socketReady(readable: Bool, _ what: Event.Flags) {
         lock.withLock {
+            defer { updateWatches() }
             if tcpConnecting && !readable {
                 finishConnect(what)
                 return
@@ -769,18 +810,16 @@ public final class SSLBufferEvent: BufferEvent, @unchecked Sendable {
 
     private func underlyingEvent(_ what: BufferEvent.What, _ error: Int32) {
         lock.withLock {
-            guard case .filter(_, let incoming, _) = transport else { return }
+            guard case .filter = transport else { return }
             if what.contains(.endOfFile) {
-                // What is left is the whole stream: an empty buffer now means its end.
-                _ = se_bio_set_mem_eof_return(incoming, 0)
+                // What is left is the whole stream; reading (now or once it
+                // resumes) meets its end after the last byte, and checks
+                // for close_notify then.
+                underlyingEnded = true
                 drive()
                 if handshaking && !dead {
                     fail(SSLError(kind: .handshake, reason: "the peer closed the connection during the handshake"),
                          what: [.reading, .error], errno: 0)
-                } else if !dead && !endOfStream && !readingWanted {
-                    // Nobody reads: say so now rather than never.
-                    endOfStream = true
-                    report([.reading, .endOfFile], disabling: .read)
                 }
             } else if what.contains(.error) || what.contains(.timeout) {
                 let reason = error != 0 ? String(cString: strerror(error)) : "\(what)"

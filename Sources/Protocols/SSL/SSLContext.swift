@@ -132,7 +132,7 @@ public final class SSLContext: @unchecked Sendable {
     public let handle: OpaquePointer
     private let namedContexts: [OpaquePointer]
     private let sniTable: OpaquePointer?
-    private let alpnSelection: UnsafeMutablePointer<UInt8>?
+    private let alpnSelections: [UnsafeMutablePointer<UInt8>?]
     /// ALPN in wire format, for clients.
     let alpnWire: [UInt8]
 
@@ -189,10 +189,14 @@ public final class SSLContext: @unchecked Sendable {
         handle = main
         namedContexts = named
         sniTable = table
+        // Every context a server may switch to by SNI selects ALPN too
+        // (OpenSSL asks the context in use after the switch).
         if server && !wire.isEmpty {
-            alpnSelection = wire.withUnsafeBufferPointer { se_ssl_ctx_install_alpn(main, $0.baseAddress, UInt32($0.count)) }
+            alpnSelections = ([main] + named).map { context in
+                wire.withUnsafeBufferPointer { se_ssl_ctx_install_alpn(context, $0.baseAddress, UInt32($0.count)) }
+            }
         } else {
-            alpnSelection = nil
+            alpnSelections = []
         }
     }
 
@@ -200,7 +204,7 @@ public final class SSLContext: @unchecked Sendable {
         for context in namedContexts { SSL_CTX_free(context) }
         SSL_CTX_free(handle)
         se_sni_table_free(sniTable)
-        free(alpnSelection)
+        for selection in alpnSelections { free(selection) }
     }
 
     /// A fresh key and a self-signed certificate for `name` (and `ipAddress`

@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "EventSSL", targets: ["EventSSL"]),
         .library(name: "EventDNS", targets: ["EventDNS"]),
         .executable(name: "event-bench", targets: ["EventBench"]),
+        .executable(name: "event-dns", targets: ["EventDNSTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -149,6 +150,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "EventDNSTool",
+            dependencies: [
+                "EventCore", "EventBuffers", "EventDNS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Tools/EventDNSTool",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "TLSEchoExample",
             dependencies: ["EventCore", "EventBuffers", "EventSSL"],
             path: "Sources/Tools/TLSEchoExample",
@@ -194,6 +204,12 @@ let package = Package(
             name: "EventSSLTests",
             dependencies: ["EventSSL", "EventBuffers", "EventCore", "COpenSSL", "CSSLShim", "EventTestSupport"],
             path: "Tests/EventSSLTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventDNSTests",
+            dependencies: ["EventDNS", "EventBuffers", "EventCore", "EventTestSupport"],
+            path: "Tests/EventDNSTests",
             swiftSettings: strict
         ),
         .testTarget(

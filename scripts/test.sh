@@ -8,7 +8,7 @@
 # SWIFTEVENT_STRESS_SECONDS sets the length of each stress run (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl gcc python3
+scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl dnsmasq-base dnsutils gcc python3
 
 # A crashing test should fail fast, not spend minutes symbolicating.
 export SWIFT_BACKTRACE=enable=no
@@ -34,5 +34,12 @@ rm -f "$plot"
 "$bench" throughput --megabytes 4 -r 1 --mode pair --tls
 echo "== the TLS echo example (server and client in one process)"
 swift run -c release TLSEchoExample
+echo "== the DNS packet parser under libFuzzer, briefly"
+swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/dns_parser_fuzz.swift \
+    Sources/Protocols/DNS/DNSMessage.swift -o .build/dns-fuzz
+corpus=$(mktemp -d)
+cp Fuzz/corpus/* "$corpus"/
+.build/dns-fuzz -max_total_time=30 -print_final_stats=1 "$corpus" 2>&1 | tail -3
+rm -rf "$corpus"
 echo "== steady state: no allocation per dispatched event, timer re-arm or activation"
 "$bench" allocations -i 20000 --check

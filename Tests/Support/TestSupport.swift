@@ -2,6 +2,7 @@
 // counters and boxes safe across threads, socket pairs.
 import EventLocking
 import Foundation
+import Glibc
 import Synchronization
 import Testing
 
@@ -267,3 +268,107 @@ public final class SocketPair: @unchecked Sendable {
         }
     }
 }
+
+/// A command that exited non-zero.
+public struct ShellError: Error, CustomStringConvertible {
+    public let command: String
+    public let status: Int32
+    public let output: String
+    public init(command: String, status: Int32, output: String) {
+        self.command = command
+        self.status = status
+        self.output = output
+    }
+    public var description: String { "\(command) exited \(status): \(output)" }
+}
+
+public enum Shell {
+    /// Runs a command to the end; throws on a non-zero exit. Returns stdout + stderr.
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], in directory: String? = nil, input: String? = nil) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let stdin = Pipe()
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw ShellError(command: ([executable] + arguments).joined(separator: " "), status: process.terminationStatus, output: text)
+        }
+        return text
+    }
+}
+
+/// A child process (openssl s_server or s_client) whose output is collected
+/// and which is killed at the end of the test if still running.
+public final class Child: @unchecked Sendable {
+    // `collected` is guarded by `lock`; the rest is set once in init.
+    private let process = Process()
+    private let stdin = Pipe()
+    private let lock = NSLock()
+    private var collected = Data()
+    private let done = Latch()
+
+    public init(_ executable: String, _ arguments: [String], in directory: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = stdin
+        let reader = output.fileHandleForReading
+        try process.run()
+        let done = self.done
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                lock.lock()
+                collected.append(chunk)
+                lock.unlock()
+            }
+            done.open()
+        }
+    }
+
+    public func send(_ text: String) { stdin.fileHandleForWriting.write(Data(text.utf8)) }
+    public func closeInput() { try? stdin.fileHandleForWriting.close() }
+
+    public var output: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// Waits until the output contains `text`.
+    public func waitFor(_ text: String, timeout: Duration = .seconds(5)) -> Bool {
+        eventually(timeout: timeout) { output.contains(text) }
+    }
+
+    /// Waits for the process to exit (its output fully read); kills it after `timeout`.
+    @discardableResult
+    public func finish(timeout: Duration = .seconds(5)) -> Int32 {
+        if !done.wait(timeout: timeout) { kill() }
+        done.wait(timeout: .seconds(2))
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    public func kill() {
+        let pid = process.processIdentifier
+        if pid > 0 && process.isRunning { _ = Glibc.kill(pid, SIGKILL) }
+    }
+
+    deinit { kill() }
+}
+

@@ -598,11 +598,12 @@ struct DNSWriter {
         }
         for record in message.answers + message.authorities + message.additionals { try self.record(record) }
         if let size = message.ednsUDPSize {
-            // OPT: root name, type 41, class = UDP size, TTL = extended rcode/version/flags 0.
+            // OPT: root name, type 41, class = UDP size, TTL = extended rcode (the
+            // upper bits of the response code), version 0, flags 0.
             bytes.append(0)
             u16(DNSRecordType.opt.rawValue)
             u16(size)
-            u32(0)
+            u32(UInt32(message.responseCode.rawValue >> 4) << 24)
             u16(0)
         }
         guard bytes.count <= DNSMessage.maximumMessage else { throw .messageTooLarge(bytes.count) }

@@ -214,7 +214,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StressTests",
-            dependencies: ["EventCore", "EventBuffers", "EventTestSupport"],
+            dependencies: ["EventCore", "EventBuffers", "EventDNS", "EventTestSupport"],
             path: "StressTests",
             swiftSettings: strict
         ),

@@ -20,7 +20,7 @@ swift test --skip-build
 echo "== stress and threading tests under ThreadSanitizer"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
-    --filter 'SharedBaseStressTests|BufferEventStressTests|ThreadingTests|BufferThreadingTests|SSLFlowTests'
+    --filter 'SharedBaseStressTests|BufferEventStressTests|ThreadingTests|BufferThreadingTests|SSLFlowTests|DNSStressTests'
 echo "== benchmarks, briefly (smoke: every program runs and prints its summary)"
 Benchmarks/compare --quick
 bench=.build/release/event-bench
@@ -34,6 +34,20 @@ rm -f "$plot"
 "$bench" throughput --megabytes 4 -r 1 --mode pair --tls
 echo "== the TLS echo example (server and client in one process)"
 swift run -c release TLSEchoExample
+echo "== event-dns: serve a hosts file, look names up in it, measure lookups/s (smoke)"
+swift build -c release --product event-dns
+dns=.build/release/event-dns
+hosts=$(mktemp)
+printf '192.0.2.10 web.example.test\n2001:db8::10 web.example.test\n' > "$hosts"
+"$dns" serve --port 15399 --hosts "$hosts" &
+server=$!
+sleep 1
+"$dns" lookup web.example.test --nameserver 127.0.0.1:15399
+"$dns" lookup web.example.test --type AAAA --tcp --nameserver 127.0.0.1:15399
+if "$dns" lookup missing.example.test --nameserver 127.0.0.1:15399; then echo "NXDOMAIN not reported"; exit 1; fi
+"$dns" bench web.example.test --nameserver 127.0.0.1:15399 --count 2000
+kill "$server"
+rm -f "$hosts"
 echo "== the DNS packet parser under libFuzzer, briefly"
 swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/dns_parser_fuzz.swift \
     Sources/Protocols/DNS/DNSMessage.swift -o .build/dns-fuzz

@@ -374,6 +374,13 @@ open class BufferEvent: @unchecked Sendable {
         rateLimiter.noteStarved(self)
     }
 
+    /// A connect that could not start (a host name that did not resolve):
+    /// `.error` with `errno` to the event callback, from the loop.
+    package func reportConnectFailure(errno: Int32) {
+        lock.withLock { report(.error, errno: errno, disabling: .both) }
+        scheduleDelivery()
+    }
+
     /// Holds a direction back, or lets it go, for `reason`.
     func suspend(_ directions: Direction, _ reason: Suspension) {
         if directions.contains(.read) { readSuspension.insert(reason) }

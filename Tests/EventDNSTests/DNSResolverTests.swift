@@ -231,6 +231,23 @@ struct DNSMisbehaviourTests {
         try base.shutdown()
     }
 
+    /// A nameserver that answers FORMERR to EDNS0 is asked again without it.
+    @Test func formatErrorToEDNSIsRetriedWithout() throws {
+        let base = try DNSKit.ownedBase()
+        let old = try Misbehaving(base: base) { query, _ in
+            query.ednsUDPSize != nil
+                ? [Misbehaving.reply(to: query, code: .formatError)]
+                : [Misbehaving.reply(to: query, answers: [.a(query.questions[0].name, [192, 0, 2, 9])])]
+        }
+        defer { old.close() }
+        let resolver = try DNSKit.resolver(base, [old.port])
+        let answer = try #require(try DNSKit.lookup(resolver, "old.test", .a)).get()
+        #expect(answer.addresses == [[192, 0, 2, 9]])
+        #expect(old.queries.map { $0.ednsUDPSize != nil } == [true, false])
+        resolver.shutdown()
+        try base.shutdown()
+    }
+
     /// Cancelling a request delivers `.cancelled` once; nothing after.
     @Test func cancelDeliversOnce() throws {
         let base = try DNSKit.ownedBase()

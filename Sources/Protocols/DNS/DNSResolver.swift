@@ -141,7 +141,10 @@ public final class DNSResolver: @unchecked Sendable {
     public func query(_ name: String, type: DNSRecordType, search: Bool = true, callback: @escaping Callback) -> DNSRequest {
         let handle = DNSRequest()
         let request = Request(resolver: self, type: type, callback: callback, handle: handle)
-        handle.request = request
+        handle.cancelAction = { [weak request] in
+            guard let request else { return }
+            request.resolver?.cancel(request)
+        }
         let parsed: DNSName
         do {
             parsed = try DNSName(name)
@@ -171,7 +174,6 @@ public final class DNSResolver: @unchecked Sendable {
         guard let name = Self.reverseName(address) else {
             let handle = DNSRequest()
             let request = Request(resolver: self, type: .ptr, callback: callback, handle: handle)
-            handle.request = request
             request.finishSoon(.failure(.badName(.badName(address, "not an IPv4 or IPv6 address"))))
             return handle
         }
@@ -331,7 +333,7 @@ public final class DNSResolver: @unchecked Sendable {
         message.id = UInt16.random(in: 0...UInt16.max)
         message.recursionDesired = true
         message.questions = [DNSQuestion(name: sentName, type: request.type)]
-        message.ednsUDPSize = configuration.ednsUDPSize
+        message.ednsUDPSize = request.withoutEDNS ? nil : configuration.ednsUDPSize
         guard let bytes = try? message.serialized() else {
             candidateFinished(request, .failure(.badName(.badName("\(sentName)", "does not fit a query"))))
             return
@@ -401,6 +403,12 @@ public final class DNSResolver: @unchecked Sendable {
                 case .noError, .nameError:
                     let asked = request.candidates[request.candidateIndex]
                     candidateFinished(request, answer(message, asked: asked, attempt: attempt, server: server.address), from: message)
+                case .formatError where !request.withoutEDNS && configuration.ednsUDPSize != nil:
+                    // An old server that does not know EDNS0: the same question
+                    // to the same nameserver without the OPT record.
+                    request.withoutEDNS = true
+                    request.tries -= 1
+                    send(request)
                 default:
                     candidateFinished(request, .failure(.responseCode(message.responseCode)))
                 }
@@ -582,14 +590,11 @@ public final class DNSResolver: @unchecked Sendable {
 /// A lookup in flight; `cancel()` ends it with `.cancelled` (the callback
 /// still runs, once), unless it already ended.
 public final class DNSRequest: @unchecked Sendable {
-    // `request` is set once, right after init, before the handle is shared.
-    var request: DNSResolver.Request?
+    // `cancelAction` is set once, before the handle is returned to anyone.
+    var cancelAction: (@Sendable () -> Void)?
     init() {}
 
-    public func cancel() {
-        guard let request else { return }
-        request.resolver?.cancel(request)
-    }
+    public func cancel() { cancelAction?() }
 }
 
 extension DNSResolver {
@@ -617,6 +622,8 @@ extension DNSResolver {
         var failedServers: Set<Int> = []
         var lastFailure: DNSLookupError?
         var serverOffset: Int?
+        /// A nameserver answered FORMERR to EDNS0: ask without it.
+        var withoutEDNS = false
         var attempt: Attempt?
         var deadline: Event?
         var delivery: Event?

@@ -10,7 +10,7 @@ struct EventDNSTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "event-dns",
         abstract: "Look names up with SwiftEvent's resolver, or serve a hosts file over DNS.",
-        subcommands: [Lookup.self, Serve.self])
+        subcommands: [Lookup.self, Serve.self, Bench.self])
 }
 
 struct Lookup: ParsableCommand {
@@ -129,6 +129,66 @@ struct Serve: ParsableCommand {
         fflush(nil)
         try base.dispatch()
         server.free()
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lookups per second: COUNT lookups of NAME, CONCURRENCY in flight, cache off.",
+        discussion: "Summary: `dns-bench nameserver=H:P type=T count=N concurrency=C ok=K lookups_per_s=X`.")
+
+    @Argument(help: "The name to look up.")
+    var name: String
+
+    @Option(name: .long, help: "HOST:PORT of the nameserver.")
+    var nameserver: String
+
+    @Option(name: .long, help: "Record type.")
+    var type = "A"
+
+    @Option(name: .long, help: "Lookups in total.")
+    var count = 20_000
+
+    @Option(name: .long, help: "Lookups in flight at once.")
+    var concurrency = 64
+
+    func run() throws {
+        guard let recordType = DNSRecordType(name: type) else { throw ValidationError("unknown type \(type)") }
+        guard let address = DNSResolver.Configuration.nameserver(nameserver) else { throw ValidationError("bad nameserver") }
+        var configuration = DNSResolver.Configuration(nameservers: [address])
+        configuration.cacheEnabled = false
+        configuration.hostsFile = nil
+        configuration.maxInflight = concurrency
+        configuration.timeout = .seconds(2)
+        let base = try EventBase()
+        let resolver = try DNSResolver(base: base, configuration: configuration)
+        final class State: @unchecked Sendable {  // loop thread only
+            var started = 0
+            var finished = 0
+            var ok = 0
+        }
+        let state = State()
+        let total = count
+        let name = self.name
+        @Sendable func launch() {
+            guard state.started < total else { return }
+            state.started += 1
+            resolver.query(name, type: recordType, search: false) { result in
+                state.finished += 1
+                if case .success = result { state.ok += 1 }
+                if state.finished == total { try? base.loopBreak() } else { launch() }
+            }
+        }
+        var clock = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let start = Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9
+        for _ in 0..<min(concurrency, total) { launch() }
+        try base.dispatch()
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let elapsed = Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9 - start
+        resolver.shutdown()
+        let rate = Double(state.finished) / elapsed
+        print("dns-bench nameserver=\(nameserver) type=\(recordType) count=\(total) concurrency=\(concurrency) ok=\(state.ok) lookups_per_s=\(Int(rate))")
     }
 }
 

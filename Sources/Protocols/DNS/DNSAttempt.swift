@@ -145,20 +145,12 @@ extension DNSResolver {
             }
         }
 
-        private func timedOut() {
-            guard let resolver else { return }
-            resolver.lock.withLock {
-                guard !closed else { return }
-                if let onProbeResult {
-                    close()
-                    onProbeResult(false)
-                    return
-                }
-                resolver.attemptEnded(self, .timedOut)
-            }
-        }
+        private func timedOut() { endWithoutAnswer(.timedOut) }
 
-        private func failed(_ error: Int32) {
+        private func failed(_ error: Int32) { endWithoutAnswer(.failed(error)) }
+
+        /// No answer: a probe learns the nameserver is still down; a query moves on.
+        private func endWithoutAnswer(_ outcome: Outcome) {
             guard let resolver else { return }
             resolver.lock.withLock {
                 guard !closed else { return }
@@ -167,7 +159,7 @@ extension DNSResolver {
                     onProbeResult(false)
                     return
                 }
-                resolver.attemptEnded(self, .failed(error))
+                resolver.attemptEnded(self, outcome)
             }
         }
 

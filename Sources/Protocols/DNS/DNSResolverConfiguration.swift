@@ -39,13 +39,7 @@ extension DNSResolver {
         /// randomize-case, initial-probe-timeout, edns-udp-size, use-vc). With no
         /// nameserver line, 127.0.0.1:53, as glibc does.
         public static func resolvConf(path: String = "/etc/resolv.conf") throws(DNSConfigurationError) -> Configuration {
-            guard let file = fopen(path, "r") else { throw .unreadable(path, errno) }
-            defer { fclose(file) }
-            var text = ""
-            var line: UnsafeMutablePointer<CChar>?
-            var capacity = 0
-            defer { free(line) }
-            while getline(&line, &capacity, file) > 0, let line { text += String(cString: line) }
+            guard let text = readTextFile(path) else { throw .unreadable(path, errno) }
             return try parse(resolvConf: text)
         }
 
@@ -143,4 +137,16 @@ public enum DNSConfigurationError: Error, Sendable, Hashable, CustomStringConver
         case .noNameservers: "no nameservers configured"
         }
     }
+}
+
+/// A whole text file, or nil (errno says why) when it cannot be read.
+func readTextFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var text = ""
+    var line: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    defer { free(line) }
+    while getline(&line, &capacity, file) > 0, let line { text += String(cString: line) }
+    return text
 }

@@ -89,11 +89,50 @@ public final class DNSServer: @unchecked Sendable {
     /// The bound address (with the port the kernel chose for port 0).
     public let address: SocketAddress
 
-    /// Listens on `address` over UDP, and over TCP on the same port unless `tcp` is false.
+    /// Listens on `address` over UDP, and over TCP on the same port unless
+    /// `tcp` is false. With port 0 the kernel picks a UDP port; if TCP cannot
+    /// have the same one (another socket holds it), another is picked.
     public init(base: EventBase, address: SocketAddress, tcp: Bool = true, callback: @escaping Callback) throws {
         self.base = base
         self.callback = callback
         lock = base.lockProvider.makeLock(.recursive)
+        var attemptsLeft = address.port == 0 && tcp ? 16 : 1
+        let reference = ServerReference()
+        while true {
+            let (fd, bound) = try Self.bindUDP(address)
+            do {
+                if tcp {
+                    listener = try ConnectionListener(base: base, address: bound) { _, fd, peer in
+                        if let server = reference.server { server.acceptTCP(fd, peer: peer) } else { Glibc.close(fd) }
+                    }
+                }
+            } catch EventError.system(let error) where error.errno == EADDRINUSE && attemptsLeft > 1 {
+                Glibc.close(fd)
+                attemptsLeft -= 1
+                continue
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            udpSocket = fd
+            self.address = bound
+            break
+        }
+        reference.server = self
+        do {
+            let fd = udpSocket
+            udpEvent = try Event(base: base, fd: fd, flags: [.read, .persist, .finalize]) { [weak self] _, _ in
+                self?.readDatagrams()
+            }
+            try udpEvent?.add()
+        } catch {
+            listener?.free()
+            Glibc.close(udpSocket)
+            throw error
+        }
+    }
+
+    private static func bindUDP(_ address: SocketAddress) throws -> (Int32, SocketAddress) {
         let fd = Glibc.socket(address.domain, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw EventError.system(.last("socket")) }
         if address.withSockaddr({ bind(fd, $0, $1) }) < 0 {
@@ -101,27 +140,9 @@ public final class DNSServer: @unchecked Sendable {
             Glibc.close(fd)
             throw EventError.system(error)
         }
-        udpSocket = fd
-        let bound: SocketAddress
         do {
-            bound = try SocketAddress.local(of: fd)
+            return (fd, try SocketAddress.local(of: fd))
         } catch {
-            Glibc.close(fd)
-            throw error
-        }
-        self.address = bound
-        do {
-            udpEvent = try Event(base: base, fd: fd, flags: [.read, .persist, .finalize]) { [weak self] _, _ in
-                self?.readDatagrams()
-            }
-            try udpEvent?.add()
-            if tcp {
-                listener = try ConnectionListener(base: base, address: bound) { [weak self] _, fd, peer in
-                    self?.acceptTCP(fd, peer: peer)
-                }
-            }
-        } catch {
-            try? udpEvent?.finalize { _ in }
             Glibc.close(fd)
             throw error
         }
@@ -234,4 +255,11 @@ public final class DNSServer: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Lets the listener's callback reach the server without keeping it alive.
+private final class ServerReference: @unchecked Sendable {
+    // Set once, at the end of DNSServer.init; a connection accepted before
+    // that (another thread running the loop) is closed.
+    weak var server: DNSServer?
 }

@@ -11,17 +11,7 @@ struct HostsTable: Sendable {
 
     /// Reads `path`; a missing or unreadable file is an empty table.
     init(path: String) {
-        guard let file = fopen(path, "r") else {
-            self.init()
-            return
-        }
-        defer { fclose(file) }
-        var text = ""
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) > 0, let line { text += String(cString: line) }
-        self.init(text: text)
+        self.init(text: readTextFile(path) ?? "")
     }
 
     init(text: String) {

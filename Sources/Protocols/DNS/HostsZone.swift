@@ -8,13 +8,7 @@ public struct HostsZone: Sendable {
     public let ttl: UInt32
 
     public init(path: String, ttl: UInt32 = 60) throws(DNSConfigurationError) {
-        guard let file = fopen(path, "r") else { throw .unreadable(path, errno) }
-        defer { fclose(file) }
-        var text = ""
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) > 0, let line { text += String(cString: line) }
+        guard let text = readTextFile(path) else { throw .unreadable(path, errno) }
         self.init(text: text, ttl: ttl)
     }
 

@@ -21,8 +21,10 @@ let package = Package(
         .library(name: "EventBuffers", targets: ["EventBuffers"]),
         .library(name: "EventSSL", targets: ["EventSSL"]),
         .library(name: "EventDNS", targets: ["EventDNS"]),
+        .library(name: "EventHTTP", targets: ["EventHTTP"]),
         .executable(name: "event-bench", targets: ["EventBench"]),
         .executable(name: "event-dns", targets: ["EventDNSTool"]),
+        .executable(name: "event-httpd", targets: ["EventHTTPD"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -131,6 +133,20 @@ let package = Package(
             path: "Sources/Protocols/DNS",
             swiftSettings: strict
         ),
+        .target(
+            name: "EventHTTP",
+            dependencies: [
+                "CEventShims",
+                "EventLocking",
+                "EventBackends",
+                "EventCore",
+                "EventBuffers",
+                "EventSSL",
+                "EventDNS",
+            ],
+            path: "Sources/Protocols/HTTP",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "EventBench",
             dependencies: [
@@ -156,6 +172,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Tools/EventDNSTool",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "EventHTTPD",
+            dependencies: [
+                "EventCore", "EventBuffers", "EventHTTP", "EventSSL", "EventLocking",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Tools/EventHTTPD",
             swiftSettings: strict
         ),
         .executableTarget(

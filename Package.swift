@@ -238,6 +238,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "EventHTTPTests",
+            dependencies: ["EventHTTP", "EventSSL", "EventBuffers", "EventCore", "EventTestSupport"],
+            path: "Tests/EventHTTPTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "StressTests",
             dependencies: ["EventCore", "EventBuffers", "EventDNS", "EventTestSupport"],
             path: "StressTests",

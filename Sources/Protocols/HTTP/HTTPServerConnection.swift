@@ -209,7 +209,8 @@ final class HTTPServerConnection: @unchecked Sendable {
                 }
                 // Chunked: feed what is buffered to the decoder.
                 while !decoder.isDone, input.count > 0 {
-                    guard let piece = try? input.peek(length: min(input.count, 65_536)).first, piece.count > 0 else { break }
+                    // Contiguous bytes (a chunk line may straddle two segments).
+                    guard let piece = try? input.pullUp(min(input.count, 65_536)), piece.count > 0 else { break }
                     let used = try decoder.consume(piece, limits: limits) { bytes in try? request.body.add(bytes) }
                     try? input.drain(used)
                     if used < piece.count && !decoder.isDone { break }

@@ -239,7 +239,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EventHTTPTests",
-            dependencies: ["EventHTTP", "EventSSL", "EventBuffers", "EventCore", "EventTestSupport"],
+            dependencies: ["EventHTTP", "EventSSL", "EventDNS", "EventBuffers", "EventCore", "EventTestSupport"],
             path: "Tests/EventHTTPTests",
             swiftSettings: strict
         ),

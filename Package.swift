@@ -153,6 +153,7 @@ let package = Package(
                 "EventCore",
                 "EventBuffers",
                 "EventSSL",
+                "EventHTTP",
                 "CAllocationCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -245,7 +246,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StressTests",
-            dependencies: ["EventCore", "EventBuffers", "EventDNS", "EventTestSupport"],
+            dependencies: ["EventCore", "EventBuffers", "EventDNS", "EventHTTP", "EventTestSupport"],
             path: "StressTests",
             swiftSettings: strict
         ),

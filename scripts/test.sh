@@ -8,7 +8,7 @@
 # SWIFTEVENT_STRESS_SECONDS sets the length of each stress run (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl dnsmasq-base dnsutils gcc python3
+scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl dnsmasq-base dnsutils curl gcc python3
 
 # A crashing test should fail fast, not spend minutes symbolicating.
 export SWIFT_BACKTRACE=enable=no
@@ -48,6 +48,21 @@ if "$dns" lookup missing.example.test --nameserver 127.0.0.1:15399; then echo "N
 "$dns" bench web.example.test --nameserver 127.0.0.1:15399 --count 2000
 kill "$server"
 rm -f "$hosts"
+echo "== event-httpd serving Examples/site (smoke, with curl)"
+swift build -c release --product event-httpd
+.build/release/event-httpd --root Examples/site --port 18099 --quiet &
+httpd=$!
+sleep 1
+curl -sSf http://127.0.0.1:18099/ | grep -q "Served by event-httpd"
+curl -sSf -r 0-9 http://127.0.0.1:18099/docs/notes.txt | grep -q "^event-http"
+kill "$httpd"
+echo "== the HTTP request parser under libFuzzer, briefly"
+swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/http_parser_fuzz.swift \
+    Sources/Protocols/HTTP/HTTPParser.swift Sources/Protocols/HTTP/HTTPHeaders.swift -o .build/http-fuzz
+corpus=$(mktemp -d)
+cp Fuzz/http-corpus/* "$corpus"/
+.build/http-fuzz -max_total_time=30 -print_final_stats=1 "$corpus" 2>&1 | tail -3
+rm -rf "$corpus"
 echo "== the DNS packet parser under libFuzzer, briefly"
 swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/dns_parser_fuzz.swift \
     Sources/Protocols/DNS/DNSMessage.swift -o .build/dns-fuzz

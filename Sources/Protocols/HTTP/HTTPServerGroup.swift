@@ -22,9 +22,9 @@ public final class HTTPServerGroup: @unchecked Sendable {
         threads = []
     }
 
-    /// Ends every loop and waits for the threads.
+    /// Ends every loop (from its own thread: the bases are owned) and waits for the threads.
     public func stop() {
-        for base in bases { try? base.loopExit() }
+        for base in bases { try? base.post { try? base.loopExit() } }
         wait()
     }
 

@@ -8,7 +8,7 @@
 # SWIFTEVENT_STRESS_SECONDS sets the length of each stress run (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl dnsmasq-base dnsutils curl gcc python3
+scripts/install-dependencies.sh pkg-config liburcu-dev libevent-dev libev-dev libssl-dev openssl dnsmasq-base dnsutils curl wrk gcc python3
 
 # A crashing test should fail fast, not spend minutes symbolicating.
 export SWIFT_BACKTRACE=enable=no
@@ -56,6 +56,8 @@ sleep 1
 curl -sSf http://127.0.0.1:18099/ | grep -q "Served by event-httpd"
 curl -sSf -r 0-9 http://127.0.0.1:18099/docs/notes.txt | grep -q "^event-http"
 kill "$httpd"
+echo "== HTTP hello-world against evhttp, briefly (smoke: wrk and event-bench http run)"
+Benchmarks/compare-http --quick --no-nio
 echo "== the HTTP request parser under libFuzzer, briefly"
 swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/http_parser_fuzz.swift \
     Sources/Protocols/HTTP/HTTPParser.swift Sources/Protocols/HTTP/HTTPHeaders.swift -o .build/http-fuzz

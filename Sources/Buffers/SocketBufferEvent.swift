@@ -19,6 +19,11 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
     private var connecting = false
     /// Internal events still to be finalized before a close-on-free close.
     private var finalizersLeft = 0
+    /// Writes output added during the current loop pass once the callback
+    /// that added it returns (all of it in one gathered write), without
+    /// arming the write event unless the socket does not take everything.
+    private var flushEvent: Event?
+    private var flushPending = false
 
     /// A bufferevent on `fd` (made non-blocking), or on no socket yet
     /// (`fd` -1) until ``connect(to:)`` makes one.
@@ -42,6 +47,9 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
         }
         writeEvent = try Event(base: base, fd: fd, flags: [.write, .persist, .finalize]) { [self] _, what in
             handleWritable(what)
+        }
+        flushEvent = try Event(base: base, fd: -1, flags: [.finalize]) { [self] _, _ in
+            flushAddedOutput()
         }
     }
 
@@ -114,7 +122,39 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
     }
 
     public override func transportOutputAdded() {
-        if !writeArmed && writingWanted && !connecting { try? transportUpdate() }
+        guard !writeArmed && writingWanted && !connecting, !flushPending, let flushEvent else { return }
+        flushPending = true
+        do {
+            try flushEvent.activate()
+        } catch {
+            flushPending = false
+            try? transportUpdate()
+        }
+    }
+
+    /// The deferred write of output added since the last pass (on the loop).
+    private func flushAddedOutput() {
+        lock.withLock {
+            flushPending = false
+            guard !writeArmed && writingWanted && !connecting, socket >= 0, output.count > 0 else { return }
+            let allowance = writeAllowance
+            guard allowance > 0 else {
+                suspend(.write, .rateLimit)
+                rateLimiter?.noteStarved(self)
+                return
+            }
+            output.unfreeze(end: false)
+            defer { output.freeze(end: false) }
+            do throws(BufferError) {
+                if case .transferred(let n) = try output.write(to: socket, maxBytes: allowance) { didWrite(n) }
+            } catch {
+                report([.writing, .error], errno: errnoOf(error), disabling: .write)
+                return
+            }
+            // What the socket did not take (or a write timeout to run) waits for writability.
+            if output.count > 0 { try? transportUpdate() }
+        }
+        deliverCallbacksOrDefer(onLoop: true)
     }
 
     public override func transportFlush(_ directions: Direction, mode: FlushMode) {
@@ -124,9 +164,10 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
     public override func transportFree() {
         readArmed = false
         writeArmed = false
-        let events = [readEvent, writeEvent].compactMap { $0 }
+        let events = [readEvent, writeEvent, flushEvent].compactMap { $0 }
         readEvent = nil
         writeEvent = nil
+        flushEvent = nil
         let fd = socket
         guard options.contains(.closeOnFree), fd >= 0 else {
             for event in events { try? event.finalize { _ in } }

@@ -168,6 +168,9 @@ public final class HTTPServer: @unchecked Sendable {
             close(fd)
             return
         }
+        // Responses are written whole; small ones must not wait for an ACK (Nagle).
+        var on: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
         let bufferEvent: BufferEvent
         do {
             if let tls {

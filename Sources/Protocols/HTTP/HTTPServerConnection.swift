@@ -109,6 +109,11 @@ final class HTTPServerConnection: @unchecked Sendable {
     private var lingerTimer: Event?
     private var kick: Event?
     private var closeAfterResponse = false
+    /// When the current request head must be complete (monotonic ns); the
+    /// header timer is armed once and re-armed only when it fires early.
+    private var headDeadline: UInt64 = 0
+    /// The read timeout the bufferevent has now (set only on change).
+    private var readTimeoutSet: Duration?
 
     init(server: HTTPServer, bufferEvent: BufferEvent, peer: SocketAddress) {
         self.server = server
@@ -127,7 +132,8 @@ final class HTTPServerConnection: @unchecked Sendable {
             event: { [weak self] _, what, _ in self?.transportEvent(what) })
         // Input waiting while a request is handled stays bounded.
         bufferEvent.setWatermark(.read, low: 0, high: configuration.limits.maxHeaderBytes + 65_536)
-        try? bufferEvent.setTimeouts(read: configuration.readTimeout, write: configuration.writeTimeout)
+        setReadTimeout(configuration.readTimeout)
+        headDeadline = Self.monotonicNanoseconds() + Self.nanoseconds(configuration.headerTimeout)
         headerTimer = try? Event(base: server.base, fd: -1, flags: [.finalize]) { [weak self] _, _ in
             self?.headerTimedOut()
         }
@@ -182,8 +188,7 @@ final class HTTPServerConnection: @unchecked Sendable {
                 let head = try HTTPSyntax.requestHead(bytes[0..<(end - 4)].drop { $0 == 0x0D || $0 == 0x0A }, limits: limits)
                 let request = try makeRequest(head)
                 let framing = try HTTPSyntax.requestFraming(head, limits: limits)
-                try? headerTimer?.delete()
-                try? bufferEvent.setTimeouts(read: server.configuration.readTimeout, write: server.configuration.writeTimeout)
+                headDeadline = .max
                 if head.version == .http11, head.headers.hasToken("Expect", "100-continue"), framing != .none {
                     try? bufferEvent.write("HTTP/1.1 100 Continue\r\n\r\n")
                 }
@@ -193,8 +198,10 @@ final class HTTPServerConnection: @unchecked Sendable {
                     state = .handling(request)
                     return request
                 case .length(let length):
+                    setReadTimeout(server.configuration.readTimeout)
                     state = .readingBody(request, framing, remaining: length)
                 default:
+                    setReadTimeout(server.configuration.readTimeout)
                     state = .readingBody(request, .chunked, remaining: 0)
                 }
             case .readingBody(let request, let framing, let remaining):
@@ -297,10 +304,13 @@ final class HTTPServerConnection: @unchecked Sendable {
         lock.withLock {
             guard case .handling(let current) = state, current === request else { return }
             let text = head(request, status, headers, bodyLength: body.count, chunked: false)
-            try? bufferEvent.write(text)
+            // Head and body reach the output together: one gathered write.
+            let response = EventBuffer()
+            try? response.add(text)
             if request.method != .head && !(status.code < 200 || status.code == 204 || status.code == 304) {
-                try? bufferEvent.write(buffer: body)
+                try? response.add(buffer: body)
             }
+            try? bufferEvent.write(buffer: response)
             responseDone()
         }
     }
@@ -320,9 +330,11 @@ final class HTTPServerConnection: @unchecked Sendable {
             guard case .streaming(let current, let chunked) = state, current === request, !bytes.isEmpty else { return }
             if request.method == .head { return }
             if chunked {
-                try? bufferEvent.write(String(bytes.count, radix: 16) + "\r\n")
-                try? bufferEvent.write(bytes)
-                try? bufferEvent.write("\r\n")
+                let chunk = EventBuffer()
+                try? chunk.add(String(bytes.count, radix: 16) + "\r\n")
+                try? chunk.add(bytes)
+                try? chunk.add("\r\n")
+                try? bufferEvent.write(buffer: chunk)
             } else {
                 try? bufferEvent.write(bytes)
             }
@@ -347,8 +359,11 @@ final class HTTPServerConnection: @unchecked Sendable {
             return
         }
         state = .readingHead
-        try? bufferEvent.setTimeouts(read: server.configuration.idleTimeout, write: server.configuration.writeTimeout)
-        try? headerTimer?.add(timeout: server.configuration.idleTimeout + server.configuration.headerTimeout)
+        // Between requests the idle timeout applies; the next head must be
+        // complete within idle + header time (the header timer checks).
+        setReadTimeout(server.configuration.idleTimeout)
+        headDeadline = Self.monotonicNanoseconds()
+            + Self.nanoseconds(server.configuration.idleTimeout + server.configuration.headerTimeout)
         if bufferEvent.input.count > 0 { try? kick?.activate() }
     }
 
@@ -400,7 +415,17 @@ final class HTTPServerConnection: @unchecked Sendable {
 
     private func headerTimedOut() {
         lock.withLock {
-            guard case .readingHead = state else { return }
+            guard case .readingHead = state else {
+                try? headerTimer?.add(timeout: server.configuration.headerTimeout)
+                return
+            }
+            let now = Self.monotonicNanoseconds()
+            if now < headDeadline {
+                // A later request's deadline: wait for it (at most one header timeout at a time).
+                let left = min(headDeadline - now, Self.nanoseconds(server.configuration.headerTimeout))
+                try? headerTimer?.add(timeout: .nanoseconds(Int64(left)))
+                return
+            }
             // Mid-request: 408; between requests: close quietly.
             if bufferEvent.input.count > 0 {
                 fail(HTTPParseError(.requestTimeout, "the request head did not arrive in time"))
@@ -408,6 +433,22 @@ final class HTTPServerConnection: @unchecked Sendable {
                 close()
             }
         }
+    }
+
+    private func setReadTimeout(_ timeout: Duration) {
+        guard readTimeoutSet != timeout else { return }
+        readTimeoutSet = timeout
+        try? bufferEvent.setTimeouts(read: timeout, write: server.configuration.writeTimeout)
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        UInt64(duration.components.seconds) * 1_000_000_000 + UInt64(duration.components.attoseconds / 1_000_000_000)
     }
 
     func close() {

@@ -48,10 +48,23 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence, CustomStringConvertible
     /// Whether a comma-separated field (Connection, Transfer-Encoding)
     /// carries `token`, in any case.
     public func hasToken(_ name: String, _ token: String) -> Bool {
-        values(name).contains { value in
-            value.split(separator: ",").contains { Self.same($0.trimmingOWS(), token) }
+        for field in fields where Self.same(field.name, name) {
+            // Scan the comma-separated items without allocating.
+            var utf8 = field.value.utf8[...]
+            while !utf8.isEmpty {
+                let end = utf8.firstIndex(of: UInt8(ascii: ",")) ?? utf8.endIndex
+                var item = utf8[utf8.startIndex..<end]
+                while let first = item.first, first == 0x20 || first == 0x09 { item = item.dropFirst() }
+                while let last = item.last, last == 0x20 || last == 0x09 { item = item.dropLast() }
+                if Self.same(Substring(item), token) { return true }
+                utf8 = end == utf8.endIndex ? utf8[end...] : utf8[utf8.index(after: end)...]
+            }
         }
+        return false
     }
+
+    /// How many fields are named `name`.
+    public func count(of name: String) -> Int { fields.reduce(0) { $0 + (Self.same($1.name, name) ? 1 : 0) } }
 
     public var description: String { fields.map { "\($0.name): \($0.value)" }.joined(separator: "\n") }
 

@@ -114,9 +114,10 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// The handler for a request: virtual host first, then exact route, then generic.
     func handler(for request: HTTPServerRequest) -> Handler? {
-        let host = request.headers["Host"].map(Self.hostWithoutPort)?.lowercased()
         let target = lock.withLock { () -> HTTPServer in
-            guard let host else { return self }
+            guard !virtualHosts.isEmpty, let host = request.headers["Host"].map(Self.hostWithoutPort)?.lowercased() else {
+                return self
+            }
             for (pattern, server) in virtualHosts {
                 if Self.matches(pattern, host) || server.lock.withLock({ server.aliases.contains { Self.matches($0, host) } }) {
                     return server

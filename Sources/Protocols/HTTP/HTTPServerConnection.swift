@@ -236,12 +236,12 @@ final class HTTPServerConnection: @unchecked Sendable {
     }
 
     private func makeRequest(_ head: HTTPRequestHead) throws(HTTPParseError) -> HTTPServerRequest {
+        let hosts = head.headers.count(of: "Host")
         if head.version == .http11 {
-            let hosts = head.headers.values("Host")
-            guard hosts.count == 1 else {
-                throw HTTPParseError(.badRequest, hosts.isEmpty ? "HTTP/1.1 request without Host" : "repeated Host")
+            guard hosts == 1 else {
+                throw HTTPParseError(.badRequest, hosts == 0 ? "HTTP/1.1 request without Host" : "repeated Host")
             }
-        } else if head.headers.values("Host").count > 1 {
+        } else if hosts > 1 {
             throw HTTPParseError(.badRequest, "repeated Host")
         }
         let uri: HTTPURI
@@ -289,9 +289,20 @@ final class HTTPServerConnection: @unchecked Sendable {
         } else if request.version == .http10 {
             headers.set("Connection", "keep-alive")
         }
-        var text = "HTTP/1.1 \(status.code) \(status.reason)\r\n"
-        for (name, value) in headers.fields { text += "\(name): \(value)\r\n" }
-        return text + "\r\n"
+        var text = "HTTP/1.1 "
+        text.reserveCapacity(160)
+        text += String(status.code)
+        text += " "
+        text += status.reason
+        text += "\r\n"
+        for (name, value) in headers.fields {
+            text += name
+            text += ": "
+            text += value
+            text += "\r\n"
+        }
+        text += "\r\n"
+        return text
     }
 
     private func wantsKeepAlive(_ request: HTTPServerRequest, _ headers: HTTPHeaders) -> Bool {

@@ -87,6 +87,7 @@ enum DNSKit {
 
 /// dnsmasq serving a small zone for example.test on 127.0.0.1.
 final class Dnsmasq: @unchecked Sendable {
+    // Immutable after init; `Child` guards its own state.
     let port: UInt16
     private let child: Child
     private let hostsPath: String

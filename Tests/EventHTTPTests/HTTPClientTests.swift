@@ -12,10 +12,10 @@ import Testing
 
 /// Waits for a client completion (the loop runs on its own thread).
 final class Outcome: @unchecked Sendable {
+    // `stored` is guarded by `lock`.
     private let latch = Latch()
     private let lock = NSLock()
     private var stored: Result<HTTPClientResponse, HTTPClientError>?
-    var chunks: [[UInt8]] = []
 
     var callback: @Sendable (Result<HTTPClientResponse, HTTPClientError>) -> Void {
         { [self] result in

@@ -11,6 +11,7 @@ import Testing
 
 /// A server with test routes, its loop on a thread.
 final class TestServer: @unchecked Sendable {
+    // Immutable after init; the server and base are thread-safe (shared base).
     let base: EventBase
     let server: HTTPServer
     let port: UInt16

@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "EventSSL", targets: ["EventSSL"]),
         .library(name: "EventDNS", targets: ["EventDNS"]),
         .library(name: "EventHTTP", targets: ["EventHTTP"]),
+        .library(name: "EventRPC", targets: ["EventRPC"]),
         .executable(name: "event-bench", targets: ["EventBench"]),
         .executable(name: "event-dns", targets: ["EventDNSTool"]),
         .executable(name: "event-httpd", targets: ["EventHTTPD"]),
@@ -147,6 +148,12 @@ let package = Package(
             path: "Sources/Protocols/HTTP",
             swiftSettings: strict
         ),
+        .target(
+            name: "EventRPC",
+            dependencies: ["EventCore", "EventBuffers", "EventHTTP"],
+            path: "Sources/Protocols/RPC",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "EventBench",
             dependencies: [
@@ -242,6 +249,13 @@ let package = Package(
             name: "EventHTTPTests",
             dependencies: ["EventHTTP", "EventSSL", "EventDNS", "EventBuffers", "EventCore", "EventTestSupport"],
             path: "Tests/EventHTTPTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventRPCTests",
+            dependencies: ["EventRPC", "EventTestSupport"],
+            path: "Tests/EventRPCTests",
+            exclude: ["evtag_interop.c"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -161,6 +161,7 @@ let package = Package(
                 "EventBuffers",
                 "EventSSL",
                 "EventHTTP",
+                "EventRPC",
                 "CAllocationCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

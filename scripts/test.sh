@@ -65,6 +65,15 @@ corpus=$(mktemp -d)
 cp Fuzz/http-corpus/* "$corpus"/
 .build/http-fuzz -max_total_time=30 -print_final_stats=1 "$corpus" 2>&1 | tail -3
 rm -rf "$corpus"
+echo "== RPC round trips over one kept-alive connection (smoke)"
+"$bench" rpc -c 2000 -r 1
+echo "== the evtag decoder under libFuzzer, briefly"
+swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/evtag_fuzz.swift \
+    Sources/Protocols/RPC/EVTag.swift -o .build/evtag-fuzz
+corpus=$(mktemp -d)
+cp Fuzz/evtag-corpus/* "$corpus"/
+.build/evtag-fuzz -max_total_time=20 -print_final_stats=1 "$corpus" 2>&1 | tail -3
+rm -rf "$corpus"
 echo "== the DNS packet parser under libFuzzer, briefly"
 swiftc -sanitize=fuzzer,address -parse-as-library -O Fuzz/dns_parser_fuzz.swift \
     Sources/Protocols/DNS/DNSMessage.swift -o .build/dns-fuzz

@@ -54,15 +54,17 @@ struct EVTagTests {
         return encoder.bytes
     }
 
-    private func interopProgram() throws -> String {
+    /// The C program, built once per test process.
+    static let program: Result<String, any Error> = Result {
         let path = NSTemporaryDirectory() + "swiftevent-evtag-interop-\(getpid())"
-        if access(path, X_OK) == 0 { return path }
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("evtag_interop.c").path
         let flags = try Shell.run("/usr/bin/pkg-config", ["--cflags", "--libs", "libevent"])
             .split(whereSeparator: \.isWhitespace).map(String.init)
         try Shell.run("/usr/bin/gcc", ["-O2", "-o", path, source] + flags)
         return path
     }
+
+    private func interopProgram() throws -> String { try Self.program.get() }
 
     /// Both directions against libevent itself: our bytes equal libevent's,
     /// libevent decodes ours, we decode libevent's.

@@ -110,15 +110,17 @@ struct RPCTests {
         refused.free()
     }
 
-    private func interop() throws -> String {
+    /// The C program, built once per test process (tests run in parallel).
+    static let interopProgram: Result<String, any Error> = Result {
         let path = NSTemporaryDirectory() + "swiftevent-rpc-interop-\(getpid())"
-        if access(path, X_OK) == 0 { return path }
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("rpc_interop.c").path
         let flags = try Shell.run("/usr/bin/pkg-config", ["--cflags", "--libs", "libevent"])
             .split(whereSeparator: \.isWhitespace).map(String.init)
         try Shell.run("/usr/bin/gcc", ["-O2", "-o", path, source] + flags)
         return path
     }
+
+    private func interop() throws -> String { try Self.interopProgram.get() }
 
     /// libevent's evhttp client (hand-marshalled evtag) calls our RPC server.
     @Test func libeventClientCallsOurServer() throws {

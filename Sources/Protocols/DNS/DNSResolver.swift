@@ -117,7 +117,7 @@ public final class DNSResolver: @unchecked Sendable {
 
     /// Cancels every request (each gets `.shutdown`) and stops probing.
     public func shutdown() {
-        let requests = lock.withLock { () -> [Request] in
+        lock.withLock {
             isShutDown = true
             for server in nameservers {
                 try? server.probe?.finalize { _ in }
@@ -125,9 +125,10 @@ public final class DNSResolver: @unchecked Sendable {
                 server.probeAttempt?.close()
                 server.probeAttempt = nil
             }
-            return allRequests
+            // Each request ends once, with its socket closed and its slot freed.
+            for request in allRequests { complete(request, .failure(.shutdown)) }
+            waiting = []
         }
-        for request in requests { request.finish(.failure(.shutdown)) }
     }
 
     private var allRequests: [Request] = []
@@ -611,7 +612,9 @@ extension DNSResolver {
 
     /// One request's state; guarded by the resolver's lock.
     final class Request: @unchecked Sendable {
-        weak var resolver: DNSResolver?
+        /// Strong until the callback has run: a resolver the user let go of
+        /// still answers every request it took (exactly once).
+        var resolver: DNSResolver?
         let type: DNSRecordType
         var callback: Callback?
         let handle: DNSRequest
@@ -659,23 +662,13 @@ extension DNSResolver {
             }
         }
 
-        /// Ends it at once from a resolver shutdown.
-        func finish(_ result: Result<DNSAnswer, DNSLookupError>) {
-            guard let resolver else { return }
-            resolver.lock.withLock {
-                guard !isDone else { return }
-                attempt?.close()
-                attempt = nil
-            }
-            finishSoon(result)
-        }
-
         private func deliver() {
             guard let resolver else { return }
             let (callback, result) = resolver.lock.withLock { () -> (Callback?, Result<DNSAnswer, DNSLookupError>?) in
                 let pair = (self.callback, self.result)
                 self.callback = nil
                 delivery = nil
+                self.resolver = nil
                 return pair
             }
             if let callback, let result { callback(result) }

@@ -25,6 +25,8 @@ public enum HTTPClientError: Error, Sendable, Hashable, CustomStringConvertible 
     /// The server's response broke HTTP/1.1 framing.
     case badResponse(String)
     case tls(String)
+    /// The request itself could not be sent (a target or field with CR, LF or NUL).
+    case invalidRequest(String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum HTTPClientError: Error, Sendable, Hashable, CustomStringConvertible 
         case .closed: "the connection closed before the response was complete"
         case .badResponse(let why): "bad response: \(why)"
         case .tls(let why): "TLS: \(why)"
+        case .invalidRequest(let why): "invalid request: \(why)"
         }
     }
 }
@@ -98,6 +101,9 @@ public final class HTTPClientConnection: @unchecked Sendable {
     private var parse = ResponseState()
     private var isFreed = false
     private var onClose: (@Sendable () -> Void)?
+    /// Counts connect attempts: a lookup answering for an earlier one is ignored.
+    private var connectGeneration = 0
+    private var lookup: DNSRequest?
 
     /// Response parsing state for the request in flight.
     struct ResponseState {
@@ -107,6 +113,8 @@ public final class HTTPClientConnection: @unchecked Sendable {
         var decoder = ChunkedDecoder()
         var body: [UInt8] = []
         var receivedAny = false
+        /// A whole-body response grew over the limit: it fails, it is not cut.
+        var tooLarge = false
     }
 
     public init(
@@ -136,6 +144,13 @@ public final class HTTPClientConnection: @unchecked Sendable {
     ) -> HTTPClientRequest {
         let request = HTTPClientRequest(method: method, target: target, headers: headers, body: body, onChunk: onChunk, completion: completion)
         request.connection = self
+        // A target or field that could split the request is refused, never sent.
+        if target.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) || !method.rawValue.utf8.allSatisfy(HTTPSyntax.isToken)
+            || !headers.fields.allSatisfy({ HTTPHeaders.isValidField(name: $0.name, value: $0.value) })
+        {
+            lock.withLock { finish(request, .failure(.invalidRequest("CR, LF, NUL, space or a non-token in the request line or a field"))) }
+            return request
+        }
         lock.withLock {
             guard !isFreed else {
                 finish(request, .failure(.closed))
@@ -210,6 +225,7 @@ public final class HTTPClientConnection: @unchecked Sendable {
 
     private func connect() {
         connecting = true
+        connectGeneration += 1
         if let address = try? SocketAddress(ip: host, port: port) {
             open(address)
             return
@@ -218,9 +234,13 @@ public final class HTTPClientConnection: @unchecked Sendable {
             failCurrent(.resolution(.noNameservers), retry: false)
             return
         }
-        resolver.addresses(host: host, service: String(port)) { [weak self] result in
+        let generation = connectGeneration
+        lookup = resolver.addresses(host: host, service: String(port)) { [weak self] result in
             guard let self else { return }
             self.lock.withLock {
+                // An answer for an attempt given up (timeout, cancel, free) is ignored.
+                guard generation == self.connectGeneration, self.connecting, !self.isFreed, self.bufferEvent == nil else { return }
+                self.lookup = nil
                 switch result {
                 case .success(let addresses):
                     guard let first = addresses.first else {
@@ -271,7 +291,7 @@ public final class HTTPClientConnection: @unchecked Sendable {
                 return
             }
             let wasConnected = connected
-            if what.contains(.endOfFile), case .untilClose = parse.framing, parse.head != nil {
+            if what.contains(.endOfFile), case .untilClose = parse.framing, parse.head != nil, !parse.tooLarge {
                 completeCurrent()
                 dropTransport(notify: true)
                 pump()
@@ -284,8 +304,10 @@ public final class HTTPClientConnection: @unchecked Sendable {
             } else if !wasConnected {
                 failCurrent(.connect(error != 0 ? error : ECONNREFUSED), retry: true)
             } else {
-                // A kept-alive connection the server closed before answering: retry once more.
-                failCurrent(.closed, retry: !parse.receivedAny)
+                // A kept-alive connection the server closed before answering:
+                // retried only when repeating the request is harmless.
+                let idempotent = [HTTPMethod.get, .head, .put, .delete, .options, .trace].contains(current?.method ?? .post)
+                failCurrent(.closed, retry: !parse.receivedAny && idempotent)
             }
         }
     }
@@ -306,7 +328,11 @@ public final class HTTPClientConnection: @unchecked Sendable {
         lock.withLock {
             guard bev === bufferEvent, let request = current else { return }
             do throws(HTTPParseError) {
-                if try advance(request, bev.input) {
+                let complete = try advance(request, bev.input)
+                if parse.tooLarge {
+                    throw HTTPParseError(.payloadTooLarge, "response body over \(configuration.limits.maxBodyBytes) bytes")
+                }
+                if complete {
                     completeCurrent()
                     pump()
                 }
@@ -340,7 +366,12 @@ public final class HTTPClientConnection: @unchecked Sendable {
             if code >= 100 && code < 200 { continue }  // 100 Continue and friends: the real response follows.
             parse.head = (HTTPStatus(code, reason), version, headers)
             parse.framing = try Self.responseFraming(code: code, method: request.method, headers: headers, limits: limits)
-            if case .length(let length) = parse.framing { parse.remaining = length }
+            if case .length(let length) = parse.framing {
+                guard request.onChunk != nil || length <= limits.maxBodyBytes else {
+                    throw HTTPParseError(.payloadTooLarge, "response body of \(length) bytes is over the limit")
+                }
+                parse.remaining = length
+            }
         }
         switch parse.framing {
         case .none:
@@ -360,7 +391,7 @@ public final class HTTPClientConnection: @unchecked Sendable {
                 let used = try parse.decoder.consume(piece, limits: limits) { chunk += $0 }
                 try? input.drain(used)
                 if !chunk.isEmpty { deliver(request, chunk) }
-                if used < piece.count && !parse.decoder.isDone { break }
+                if used == 0 { break }
             }
             return parse.decoder.isDone
         case .untilClose:
@@ -375,7 +406,7 @@ public final class HTTPClientConnection: @unchecked Sendable {
             onChunk(bytes)
         } else {
             parse.body += bytes
-            if parse.body.count > configuration.limits.maxBodyBytes { parse.body.removeAll() }
+            if parse.body.count > configuration.limits.maxBodyBytes { parse.tooLarge = true }
         }
     }
 
@@ -433,6 +464,9 @@ public final class HTTPClientConnection: @unchecked Sendable {
     }
 
     private func dropTransport(notify: Bool) {
+        lookup?.cancel()
+        lookup = nil
+        connectGeneration += 1
         let hadConnection = bufferEvent != nil
         bufferEvent?.free()
         bufferEvent = nil

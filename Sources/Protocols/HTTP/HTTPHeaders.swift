@@ -63,6 +63,17 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence, CustomStringConvertible
         return false
     }
 
+    /// Whether a field can be sent as it is: a token name, a value without CR, LF or NUL.
+    public static func isValidField(name: String, value: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy(HTTPSyntax.isToken) && !value.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 }
+    }
+
+    /// Drops every field that could not be sent safely.
+    public mutating func removeInvalidFields() {
+        if fields.allSatisfy({ Self.isValidField(name: $0.name, value: $0.value) }) { return }
+        fields.removeAll { !Self.isValidField(name: $0.name, value: $0.value) }
+    }
+
     /// How many fields are named `name`.
     public func count(of name: String) -> Int { fields.reduce(0) { $0 + (Self.same($1.name, name) ? 1 : 0) } }
 

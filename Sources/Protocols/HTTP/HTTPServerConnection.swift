@@ -113,7 +113,7 @@ final class HTTPServerConnection: @unchecked Sendable {
     /// header timer is armed once and re-armed only when it fires early.
     private var headDeadline: UInt64 = 0
     /// The read timeout the bufferevent has now (set only on change).
-    private var readTimeoutSet: Duration?
+    private var readTimeoutSet: Duration?? = .none
 
     init(server: HTTPServer, bufferEvent: BufferEvent, peer: SocketAddress) {
         self.server = server
@@ -195,7 +195,7 @@ final class HTTPServerConnection: @unchecked Sendable {
                 decoder = ChunkedDecoder()
                 switch framing {
                 case .none:
-                    state = .handling(request)
+                    enterHandling(request)
                     return request
                 case .length(let length):
                     setReadTimeout(server.configuration.readTimeout)
@@ -208,7 +208,7 @@ final class HTTPServerConnection: @unchecked Sendable {
                 if case .length = framing {
                     let moved = (try? input.move(upTo: remaining, into: request.body)) ?? 0
                     if moved == remaining {
-                        state = .handling(request)
+                        enterHandling(request)
                         return request
                     }
                     state = .readingBody(request, framing, remaining: remaining - moved)
@@ -220,11 +220,12 @@ final class HTTPServerConnection: @unchecked Sendable {
                     guard let piece = try? input.pullUp(min(input.count, 65_536)), piece.count > 0 else { break }
                     let used = try decoder.consume(piece, limits: limits) { bytes in try? request.body.add(bytes) }
                     try? input.drain(used)
-                    if used < piece.count && !decoder.isDone { break }
+                    // Nothing consumed: the decoder needs more than is buffered.
+                    if used == 0 { break }
                 }
                 guard decoder.isDone else { return nil }
                 request.trailers = decoder.trailers
-                state = .handling(request)
+                enterHandling(request)
                 return request
             case .handling, .streaming, .closing, .closed:
                 return nil
@@ -233,6 +234,13 @@ final class HTTPServerConnection: @unchecked Sendable {
                 return nil
             }
         }
+    }
+
+    /// While the handler works (and while a reply streams) no read timeout
+    /// applies: a slow handler or a quiet long-poll client is not an idle one.
+    private func enterHandling(_ request: HTTPServerRequest) {
+        state = .handling(request)
+        setReadTimeout(nil)
     }
 
     private func makeRequest(_ head: HTTPRequestHead) throws(HTTPParseError) -> HTTPServerRequest {
@@ -289,6 +297,9 @@ final class HTTPServerConnection: @unchecked Sendable {
         } else if request.version == .http10 {
             headers.set("Connection", "keep-alive")
         }
+        // Never emit a field that could split the response (CR, LF, NUL in a
+        // value, a name that is not a token), as libevent's evhttp_add_header refuses them.
+        headers.removeInvalidFields()
         var text = "HTTP/1.1 "
         text.reserveCapacity(160)
         text += String(status.code)
@@ -398,7 +409,8 @@ final class HTTPServerConnection: @unchecked Sendable {
 
     private func outputDrained() {
         lock.withLock {
-            if case .closing = state { finishClosing() }
+            // A callback from before the last bytes were added may arrive late: check.
+            if case .closing = state, bufferEvent.output.count == 0 { finishClosing() }
         }
     }
 
@@ -446,7 +458,7 @@ final class HTTPServerConnection: @unchecked Sendable {
         }
     }
 
-    private func setReadTimeout(_ timeout: Duration) {
+    private func setReadTimeout(_ timeout: Duration?) {
         guard readTimeoutSet != timeout else { return }
         readTimeoutSet = timeout
         try? bufferEvent.setTimeouts(read: timeout, write: server.configuration.writeTimeout)

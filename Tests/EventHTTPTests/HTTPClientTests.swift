@@ -78,7 +78,7 @@ struct HTTPClientTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let content = String(repeating: "python served this\n", count: 5000)
         try content.write(toFile: directory + "/file.txt", atomically: true, encoding: .utf8)
-        let port = UInt16.random(in: 30_000...50_000)
+        let port = try DNSFreePort.pick()
         let python = try Child("/usr/bin/env", ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory])
         defer { python.kill() }
         let base = try EventBase(.init(method: .epoll, lockProvider: MutexLockProvider()))

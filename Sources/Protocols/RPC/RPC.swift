@@ -26,19 +26,39 @@ public enum RPCError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// The reply side of one served call; `send` once, from any thread.
 public final class RPCReply<Reply: Encodable & Sendable>: @unchecked Sendable {
-    // Immutable; the HTTP request guards its own state.
+    // Immutable; the HTTP request and the hook context guard their own state.
     let request: HTTPServerRequest
-    init(_ request: HTTPServerRequest) { self.request = request }
+    /// The call's hook context: the same metadata the input hooks saw.
+    public let context: RPCHookContext
+    private let hooks: RPCHookSet
+    init(_ request: HTTPServerRequest, context: RPCHookContext, hooks: RPCHookSet) {
+        self.request = request
+        self.context = context
+        self.hooks = hooks
+    }
 
     /// The peer that called.
     public var peer: SocketAddress { request.peer }
 
+    /// Sends the reply through the server's output hooks (a terminating hook makes it a 503).
     public func send(_ reply: Reply) {
+        let bytes: [UInt8]
         do {
-            let bytes = try EVTagCoder.encode(reply)
-            request.respond(.ok, headers: HTTPHeaders([("Content-Type", "application/octet-stream")]), body: bytes)
+            bytes = try EVTagCoder.encode(reply)
         } catch {
             request.respond(.internalServerError, body: "reply not encodable\n")
+            return
+        }
+        context.body = bytes
+        context.headers = HTTPHeaders([("Content-Type", "application/octet-stream")])
+        let request = self.request
+        let context = self.context
+        context.run(hooks.hooks(.output)) { result in
+            if result == .terminate {
+                request.respond(.serviceUnavailable, body: "terminated by an output hook\n")
+            } else {
+                request.respond(.ok, headers: context.headers, body: context.body)
+            }
         }
     }
 
@@ -54,8 +74,14 @@ public final class RPCReply<Reply: Encodable & Sendable>: @unchecked Sendable {
 /// can call us and we can call them.
 public final class RPCServer: Sendable {
     public let http: HTTPServer
+    let hooks = RPCHookSet()
 
     public init(http: HTTPServer) { self.http = http }
+
+    /// Adds a hook on every call's request (`.input`, before decoding) or
+    /// reply (`.output`, before sending) (libevent's `evrpc_add_hook`). A
+    /// terminating hook answers 503; a pausing one resumes the call later.
+    public func addHook(_ point: RPCHookPoint, _ hook: @escaping RPCHook) { hooks.add(point, hook) }
 
     /// Serves `name`: the handler gets the decoded request and a reply to
     /// send, now or later, from any thread (libevent's `EVRPC_REGISTER`).
@@ -69,14 +95,22 @@ public final class RPCServer: Sendable {
                 return
             }
             let body = (try? httpRequest.body.remove(upTo: httpRequest.body.count)) ?? []
-            let decoded: Request
-            do {
-                decoded = try EVTagCoder.decode(Request.self, from: body)
-            } catch {
-                httpRequest.respond(.badRequest, body: "bad RPC request: \(error)\n")
-                return
+            let context = RPCHookContext(name: name, body: body, headers: httpRequest.headers)
+            let hooks = self.hooks
+            context.run(hooks.hooks(.input)) { result in
+                guard result == .continue else {
+                    httpRequest.respond(.serviceUnavailable, body: "terminated by an input hook\n")
+                    return
+                }
+                let decoded: Request
+                do {
+                    decoded = try EVTagCoder.decode(Request.self, from: context.body)
+                } catch {
+                    httpRequest.respond(.badRequest, body: "bad RPC request: \(error)\n")
+                    return
+                }
+                handler(decoded, RPCReply<Reply>(httpRequest, context: context, hooks: hooks))
             }
-            handler(decoded, RPCReply<Reply>(httpRequest))
         }
     }
 
@@ -94,6 +128,12 @@ public final class RPCClientPool: @unchecked Sendable {
     private let connections: [HTTPClientConnection]
     private var outstanding: [Int]
     private let lock: any EventLock
+    let hooks = RPCHookSet()
+
+    /// Adds a hook on every call's request (`.output`, before sending) or
+    /// reply (`.input`, before decoding). A terminating output hook ends the
+    /// call as unstarted, a terminating input hook as a bad reply.
+    public func addHook(_ point: RPCHookPoint, _ hook: @escaping RPCHook) { hooks.add(point, hook) }
 
     public init(base: EventBase, host: String, port: UInt16, connections count: Int = 1, timeout: Duration = .seconds(10)) {
         self.base = base
@@ -120,20 +160,41 @@ public final class RPCClientPool: @unchecked Sendable {
             completion(.failure(.badRequest("\(error)")))
             return
         }
+        let context = RPCHookContext(name: name, body: body, headers: HTTPHeaders([("Content-Type", "application/octet-stream")]))
+        context.run(hooks.hooks(.output)) { [self] decision in
+            guard decision == .continue else {
+                completion(.failure(.unstarted("terminated by an output hook")))
+                return
+            }
+            send(name, context, reply: reply, completion: completion)
+        }
+    }
+
+    private func send<Reply: Decodable & Sendable>(
+        _ name: String, _ context: RPCHookContext, reply: Reply.Type,
+        completion: @escaping @Sendable (Result<Reply, RPCError>) -> Void
+    ) {
         let index = lock.withLock { () -> Int in
             let chosen = outstanding.indices.min { outstanding[$0] < outstanding[$1] } ?? 0
             outstanding[chosen] += 1
             return chosen
         }
-        let headers = HTTPHeaders([("Content-Type", "application/octet-stream")])
-        connections[index].request(.post, "/.rpc.\(name)", headers: headers, body: body) { [self] result in
+        connections[index].request(.post, "/.rpc.\(name)", headers: context.headers, body: context.body) { [self] result in
             lock.withLock { outstanding[index] -= 1 }
             switch result {
             case .success(let response) where response.status.code == 200:
-                do {
-                    completion(.success(try EVTagCoder.decode(Reply.self, from: response.body)))
-                } catch {
-                    completion(.failure(.badReply("\(error)")))
+                context.body = response.body
+                context.headers = response.headers
+                context.run(hooks.hooks(.input)) { decision in
+                    guard decision == .continue else {
+                        completion(.failure(.badReply("terminated by an input hook")))
+                        return
+                    }
+                    do {
+                        completion(.success(try EVTagCoder.decode(Reply.self, from: context.body)))
+                    } catch {
+                        completion(.failure(.badReply("\(error)")))
+                    }
                 }
             case .success(let response):
                 completion(.failure(.badReply("HTTP \(response.status)")))

@@ -51,6 +51,30 @@ struct EVTagCodingTests {
         #expect(try EVTagCoder.encode(Inner(id: 0, label: nil)) == [0x01, 0x01, 0x00])
     }
 
+    struct Digest: EVTagFixedBytes, Equatable {
+        static let length = 4
+        var bytes: [UInt8]
+    }
+
+    struct Signed: Codable, Equatable {
+        var digest: Digest
+        var digests: [Digest]
+        enum CodingKeys: Int, CodingKey {
+            case digest = 1
+            case digests = 2
+        }
+    }
+
+    /// Fixed-length bytes: raw on the wire, any other length refused both ways.
+    @Test func fixedLengthBytes() throws {
+        let value = Signed(digest: Digest(bytes: [1, 2, 3, 4]), digests: [Digest(bytes: [9, 9, 9, 9])])
+        let bytes = try EVTagCoder.encode(value)
+        #expect(bytes == [0x01, 0x04, 1, 2, 3, 4, 0x02, 0x04, 9, 9, 9, 9])
+        #expect(try EVTagCoder.decode(Signed.self, from: bytes) == value)
+        #expect(throws: EncodingError.self) { try EVTagCoder.encode(Signed(digest: Digest(bytes: [1]), digests: [])) }
+        #expect(throws: DecodingError.self) { try EVTagCoder.decode(Signed.self, from: [0x01, 0x02, 1, 2]) }
+    }
+
     @Test func unknownTagsAreSkipped() throws {
         var encoder = EVTagEncoder()
         encoder.marshalString(99, "from a newer peer")
@@ -75,7 +99,14 @@ struct EVTagCodingTests {
         // A string where an integer is expected: too many nibbles or left-over bytes.
         var encoder = EVTagEncoder()
         encoder.marshalString(1, "not a number")
-        #expect(throws: (any Error).self) { try EVTagCoder.decode(Inner.self, from: encoder.bytes) }
+        do {
+            _ = try EVTagCoder.decode(Inner.self, from: encoder.bytes)
+            Issue.record("a string decoded as an integer")
+        } catch let DecodingError.dataCorrupted(context) {
+            // The error names the field.
+            #expect(context.codingPath.map(\.stringValue) == ["id"])
+            #expect(context.debugDescription.contains("field id (tag 1)"))
+        }
         // A length past the end.
         #expect(throws: EVTagError.self) { try EVTagCoder.decode(Inner.self, from: [0x01, 0x7f, 0xff, 0xff, 0xff, 0xf0]) }
         // Nesting deeper than the limit.

@@ -30,6 +30,35 @@ public enum EVTagCoder {
     }
 }
 
+/// Fixed-length bytes (rpcgen's `bytes name[N]`): encoded as the raw bytes;
+/// decoding refuses any other length.
+///
+///     struct Digest: EVTagFixedBytes { static let length = 20; var bytes: [UInt8] }
+public protocol EVTagFixedBytes: Codable, Sendable {
+    static var length: Int { get }
+    var bytes: [UInt8] { get }
+    init(bytes: [UInt8])
+}
+
+extension EVTagFixedBytes {
+    public func encode(to encoder: any Encoder) throws {
+        guard bytes.count == Self.length else {
+            throw EncodingError.invalidValue(bytes, .init(codingPath: encoder.codingPath, debugDescription: "\(bytes.count) bytes where \(Self.length) are fixed"))
+        }
+        var container = encoder.singleValueContainer()
+        try container.encode(bytes)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let bytes = try container.decode([UInt8].self)
+        guard bytes.count == Self.length else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\(bytes.count) bytes where \(Self.length) are fixed"))
+        }
+        self.init(bytes: bytes)
+    }
+}
+
 // MARK: encoding
 
 private final class TagStorage {
@@ -107,6 +136,11 @@ private struct TagKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
         case let v as String where T.self == String.self: encoder.marshalString(tag, v)
         // By static type: an empty array of anything casts to [UInt8] at run time.
         case let v as [UInt8] where T.self == [UInt8].self: encoder.record(tag, v)
+        case let v as any EVTagFixedBytes:
+            guard v.bytes.count == type(of: v).length else {
+                throw EncodingError.invalidValue(v.bytes, .init(codingPath: [], debugDescription: "\(v.bytes.count) bytes where \(type(of: v).length) are fixed"))
+            }
+            encoder.record(tag, v.bytes)
         case let v as any TagRepeated:
             try v.encodeElements(tag: tag, into: storage, depth: depth)
             return
@@ -201,6 +235,11 @@ private func decodeValue<T: Decodable>(_ type: T.Type, _ payload: [UInt8], tag: 
     case is UInt.Type: return UInt(try integer64()) as! T
     case is String.Type: return String(decoding: payload, as: UTF8.self) as! T
     case is [UInt8].Type: return payload as! T
+    case let fixed as any EVTagFixedBytes.Type:
+        guard payload.count == fixed.length else {
+            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "\(payload.count) bytes where \(fixed.length) are fixed"))
+        }
+        return fixed.init(bytes: payload) as! T
     default:
         var decoder = try TagDecoder(bytes: payload, depth: depth + 1)
         decoder.codingPath = path
@@ -238,7 +277,13 @@ private struct TagKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
             throw DecodingError.keyNotFound(key, .init(
                 codingPath: codingPath, debugDescription: "required field \(key.stringValue) (tag \(tag)) is missing"))
         }
-        return try decodeValue(type, payload, tag: tag, depth: decoder.depth, path: codingPath + [key])
+        do {
+            return try decodeValue(type, payload, tag: tag, depth: decoder.depth, path: codingPath + [key])
+        } catch let error as EVTagError {
+            // Name the field: a wrong type or bad bytes under it.
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: codingPath + [key], debugDescription: "field \(key.stringValue) (tag \(tag)): \(error)", underlyingError: error))
+        }
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {

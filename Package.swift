@@ -260,6 +260,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "EventAsyncTests",
+            dependencies: ["EventCore", "EventBuffers", "EventDNS", "EventHTTP", "EventRPC", "CEventShims", "EventTestSupport"],
+            path: "Tests/EventAsyncTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "StressTests",
             dependencies: ["EventCore", "EventBuffers", "EventDNS", "EventHTTP", "EventTestSupport"],
             path: "StressTests",

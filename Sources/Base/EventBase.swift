@@ -68,6 +68,8 @@ public final class EventBase: @unchecked Sendable {
     /// cross-thread delete waits on.
     let callbackEpoch = Atomic<UInt64>(0)
     let shutDown = Atomic<Bool>(false)
+    /// The base as an actor executor, made at the end of init.
+    let executorSlot = ExecutorSlot()
     /// Requests from other threads to the rcu writer: events with pending
     /// intents, and closures needing writer access (any writer runs them).
     let handoff = HandoffStack<Event>()
@@ -178,6 +180,7 @@ public final class EventBase: @unchecked Sendable {
             var line = "SwiftEvent using: \(backendKind), locking: \(lockProvider.name)\n"
             _ = line.withUTF8 { write(STDERR_FILENO, $0.baseAddress, $0.count) }
         }
+        executorSlot.executor = EventBaseExecutor(base: self)
     }
 
     deinit {

@@ -47,6 +47,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #endif
+#include "bench_loop.h"
 
 struct usage {
     long rss_bytes;
@@ -94,38 +95,9 @@ static void on_read(struct ev_loop *l, ev_io *w, int revents) {
     on_read_body();
 }
 
-static const char *backend_name(unsigned int backend) {
-    switch (backend) {
-    case EVBACKEND_EPOLL: return "epoll";
-    case EVBACKEND_POLL: return "poll";
-    case EVBACKEND_SELECT: return "select";
-    case EVBACKEND_LINUXAIO: return "linuxaio";
-    case EVBACKEND_IOURING: return "iouring";
-    default: return "other";
-    }
-}
-
 static const char *open_loop(const char *method, int threaded) {
-    if (threaded) {
-        fprintf(stderr, "-t (evthread_use_pthreads) applies to libevent only\n");
-        exit(2);
-    }
-    unsigned int wanted = 0;
-    if (method) {
-        if (strcmp(method, "epoll") == 0) wanted = EVBACKEND_EPOLL;
-        else if (strcmp(method, "poll") == 0) wanted = EVBACKEND_POLL;
-        else if (strcmp(method, "select") == 0) wanted = EVBACKEND_SELECT;
-        else {
-            fprintf(stderr, "unknown method %s; expected epoll, poll or select\n", method);
-            exit(2);
-        }
-    }
-    loop = ev_loop_new(wanted | EVFLAG_NOENV);
-    if (!loop || (wanted && ev_backend(loop) != wanted)) {
-        fprintf(stderr, "libev cannot use method %s\n", method ? method : "(default)");
-        exit(1);
-    }
-    return backend_name(ev_backend(loop));
+    loop = bench_open_libev(method, threaded);
+    return bench_libev_backend_name(ev_backend(loop));
 }
 
 static void check_descriptors(const char *method, int highest) {
@@ -162,22 +134,7 @@ static void on_read(evutil_socket_t fd, short what, void *context) {
 }
 
 static const char *open_loop(const char *method, int threaded) {
-    if (threaded && evthread_use_pthreads() != 0) {
-        fprintf(stderr, "evthread_use_pthreads failed\n");
-        exit(1);
-    }
-    struct event_config *config = event_config_new();
-    if (method) {
-        const char **all = event_get_supported_methods();
-        for (int i = 0; all[i]; i++)
-            if (strcmp(all[i], method) != 0) event_config_avoid_method(config, all[i]);
-    }
-    base = event_base_new_with_config(config);
-    event_config_free(config);
-    if (!base || (method && strcmp(event_base_get_method(base), method) != 0)) {
-        fprintf(stderr, "libevent cannot use method %s\n", method ? method : "(default)");
-        exit(1);
-    }
+    base = bench_open_libevent(method, threaded);
     return event_base_get_method(base);
 }
 

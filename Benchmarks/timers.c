@@ -48,6 +48,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #endif
+#include "bench_loop.h"
 
 enum { ADDS, CANCELS, COMMON_ADDS, COMMON_CANCELS, FIRES, PHASES };
 static const char *phase_names[PHASES] = {"adds", "cancels", "common_adds", "common_cancels", "fires"};
@@ -89,37 +90,8 @@ static void on_timer(struct ev_loop *l, ev_timer *w, int revents) {
     fired++;
 }
 
-static const char *backend_name(unsigned int backend) {
-    switch (backend) {
-    case EVBACKEND_EPOLL: return "epoll";
-    case EVBACKEND_POLL: return "poll";
-    case EVBACKEND_SELECT: return "select";
-    case EVBACKEND_LINUXAIO: return "linuxaio";
-    case EVBACKEND_IOURING: return "iouring";
-    default: return "other";
-    }
-}
-
 static const char *setup(const char *method, int threaded) {
-    if (threaded) {
-        fprintf(stderr, "-t (evthread_use_pthreads) applies to libevent only\n");
-        exit(2);
-    }
-    unsigned int wanted = 0;
-    if (method) {
-        if (strcmp(method, "epoll") == 0) wanted = EVBACKEND_EPOLL;
-        else if (strcmp(method, "poll") == 0) wanted = EVBACKEND_POLL;
-        else if (strcmp(method, "select") == 0) wanted = EVBACKEND_SELECT;
-        else {
-            fprintf(stderr, "unknown method %s; expected epoll, poll or select\n", method);
-            exit(2);
-        }
-    }
-    loop = ev_loop_new(wanted | EVFLAG_NOENV);
-    if (!loop || (wanted && ev_backend(loop) != wanted)) {
-        fprintf(stderr, "libev cannot use method %s\n", method ? method : "(default)");
-        exit(1);
-    }
+    loop = bench_open_libev(method, threaded);
     timers = calloc((size_t)count, sizeof *timers);
     random_s = calloc((size_t)count, sizeof *random_s);
     spread_s = calloc((size_t)count, sizeof *spread_s);
@@ -128,7 +100,7 @@ static const char *setup(const char *method, int threaded) {
         random_s[i] = (ev_tstamp)random_us[i] / 1e6;
         spread_s[i] = (ev_tstamp)spread_us[i] / 1e6;
     }
-    return backend_name(ev_backend(loop));
+    return bench_libev_backend_name(ev_backend(loop));
 }
 
 static double run_phase(int phase) {
@@ -194,22 +166,7 @@ static struct timeval to_timeval(int64_t us) {
 }
 
 static const char *setup(const char *method, int threaded) {
-    if (threaded && evthread_use_pthreads() != 0) {
-        fprintf(stderr, "evthread_use_pthreads failed\n");
-        exit(1);
-    }
-    struct event_config *config = event_config_new();
-    if (method) {
-        const char **all = event_get_supported_methods();
-        for (int i = 0; all[i]; i++)
-            if (strcmp(all[i], method) != 0) event_config_avoid_method(config, all[i]);
-    }
-    base = event_base_new_with_config(config);
-    event_config_free(config);
-    if (!base || (method && strcmp(event_base_get_method(base), method) != 0)) {
-        fprintf(stderr, "libevent cannot use method %s\n", method ? method : "(default)");
-        exit(1);
-    }
+    base = bench_open_libevent(method, threaded);
     struct timeval thirty_seconds = {30, 0};
     common_30s = event_base_init_common_timeout(base, &thirty_seconds);
     if (!common_30s) {

@@ -150,7 +150,7 @@ let package = Package(
         ),
         .target(
             name: "EventRPC",
-            dependencies: ["EventCore", "EventBuffers", "EventHTTP"],
+            dependencies: ["EventLocking", "EventCore", "EventBuffers", "EventHTTP"],
             path: "Sources/Protocols/RPC",
             swiftSettings: strict
         ),

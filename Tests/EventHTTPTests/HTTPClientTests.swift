@@ -78,7 +78,7 @@ struct HTTPClientTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let content = String(repeating: "python served this\n", count: 5000)
         try content.write(toFile: directory + "/file.txt", atomically: true, encoding: .utf8)
-        let port = try DNSFreePort.pick()
+        let port = try freeLoopbackPort()
         let python = try Child("/usr/bin/env", ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory])
         defer { python.kill() }
         let base = try EventBase(.init(method: .epoll, lockProvider: MutexLockProvider()))
@@ -157,7 +157,7 @@ struct HTTPClientTests {
         client.free()
 
         // Nothing listens: connection refused, retried with back-off, then reported.
-        let closedPort = try DNSFreePort.pick()
+        let closedPort = try freeLoopbackPort()
         var retrying = HTTPClientConnection.Configuration()
         retrying.retries = 2
         retrying.retryBackoff = .milliseconds(50)
@@ -202,21 +202,5 @@ struct HTTPClientTests {
                 "\(String(describing: result))")
         trusted.free()
         untrusted.free()
-    }
-}
-
-enum DNSFreePort {
-    /// A TCP port nothing listens on (bound, then closed).
-    static func pick() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
-        }
-        return UInt16(bigEndian: address.sin_port)
     }
 }

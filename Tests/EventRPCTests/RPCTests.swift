@@ -132,7 +132,7 @@ struct RPCTests {
 
     /// Our client calls an RPC served by libevent's evhttp.
     @Test func ourClientCallsLibeventServer() throws {
-        let port = try freeTCPPort()
+        let port = try freeLoopbackPort()
         let server = try Child(try interop(), ["serve", "\(port)"])
         defer { server.kill() }
         #expect(server.waitFor("serving"))
@@ -146,19 +146,4 @@ struct RPCTests {
         loop.join()
         try? base.shutdown()
     }
-}
-
-/// A TCP port on 127.0.0.1 that the kernel just gave out and nothing holds.
-func freeTCPPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let rc = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
-    }
-    guard rc == 0 else { throw ShellError(command: "bind", status: errno, output: "") }
-    return UInt16(bigEndian: address.sin_port)
 }

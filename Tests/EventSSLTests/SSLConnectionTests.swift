@@ -296,7 +296,7 @@ struct SSLConnectionTests {
     @Test(arguments: Version.allCases)
     func ourClientAgainstOpenSSLServer(_ version: Version) throws {
         let pki = try TestPKI.get()
-        let port = try TLSKit.freePort()
+        let port = try freeLoopbackPort()
         let server = try Child(
             "/usr/bin/openssl",
             ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert, "-key", pki.serverKey, "-rev",

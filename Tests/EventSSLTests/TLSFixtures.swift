@@ -131,23 +131,6 @@ enum TLSKit {
 
     static func loopback(_ port: UInt16) throws -> SocketAddress { try SocketAddress(ipv4: "127.0.0.1", port: port) }
 
-    /// A port nothing listens on right now (bound once, then closed).
-    static func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let rc = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 ? getsockname(fd, pointer, &length) : -1
-            }
-        }
-        guard rc == 0 else { throw TLSFixtureError.command("bind", errno, "") }
-        return UInt16(bigEndian: address.sin_port)
-    }
-
     /// Waits until something accepts connections on `port`.
     static func waitForListener(_ port: UInt16, timeout: Duration = .seconds(5)) -> Bool {
         eventually(timeout: timeout) {

@@ -372,3 +372,20 @@ public final class Child: @unchecked Sendable {
     deinit { kill() }
 }
 
+
+/// A TCP port on 127.0.0.1 the kernel just handed out and nothing holds now
+/// (bound to port 0, read back, closed): for a child process to listen on,
+/// or for a connection that must be refused.
+public func freeLoopbackPort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let rc = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
+    }
+    guard rc == 0 else { throw ShellError(command: "bind 127.0.0.1:0", status: errno, output: "") }
+    return UInt16(bigEndian: address.sin_port)
+}

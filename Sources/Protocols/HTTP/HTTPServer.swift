@@ -114,18 +114,18 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// The handler for a request: virtual host first, then exact route, then generic.
     func handler(for request: HTTPServerRequest) -> Handler? {
-        let target = lock.withLock { () -> HTTPServer in
-            guard !virtualHosts.isEmpty, let host = request.headers["Host"].map(Self.hostWithoutPort)?.lowercased() else {
-                return self
-            }
-            for (pattern, server) in virtualHosts {
-                if Self.matches(pattern, host) || server.lock.withLock({ server.aliases.contains { Self.matches($0, host) } }) {
-                    return server
+        let (own, virtualHost) = lock.withLock { () -> (Handler?, HTTPServer?) in
+            if !virtualHosts.isEmpty, let host = request.headers["Host"].map(Self.hostWithoutPort)?.lowercased() {
+                for (pattern, server) in virtualHosts
+                where Self.matches(pattern, host) || server.lock.withLock({ server.aliases.contains { Self.matches($0, host) } }) {
+                    return (nil, server)
                 }
             }
-            return self
+            // No virtual host: this server's routes, under the same lock.
+            return (routes[request.uri.path] ?? genericHandler, nil)
         }
-        return target.lock.withLock { target.routes[request.uri.path] ?? target.genericHandler }
+        guard let virtualHost else { return own }
+        return virtualHost.lock.withLock { virtualHost.routes[request.uri.path] ?? virtualHost.genericHandler }
     }
 
     static func hostWithoutPort(_ host: String) -> String {
@@ -211,21 +211,21 @@ public final class HTTPServer: @unchecked Sendable {
 
 /// The Date header's value, recomputed at most once a second.
 final class HTTPDateCache: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = PthreadMutex()
+    // `second` and `text` are guarded by `lock`.
+    private let lock = PthreadMutexLock()
     private var second = -1
     private var text = ""
 
     var now: String {
         var clock = timespec()
         clock_gettime(CLOCK_REALTIME, &clock)
-        lock.lock()
-        defer { lock.unlock() }
-        if clock.tv_sec != second {
-            second = clock.tv_sec
-            text = Self.format(time_t(clock.tv_sec))
+        return lock.withLock {
+            if clock.tv_sec != second {
+                second = clock.tv_sec
+                text = Self.format(time_t(clock.tv_sec))
+            }
+            return text
         }
-        return text
     }
 
     /// IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
@@ -239,17 +239,4 @@ final class HTTPDateCache: @unchecked Sendable {
         return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
-}
-
-/// A pthread mutex for tiny critical sections outside any base.
-final class PthreadMutex: @unchecked Sendable {
-    // The mutex is only touched through pthread calls.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(mutex, nil) }
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
 }

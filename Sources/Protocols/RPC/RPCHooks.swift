@@ -1,7 +1,6 @@
 import EventBuffers
 import EventHTTP
 import EventLocking
-import Glibc
 
 /// What a hook decides (libevent's `EVRPC_CONTINUE`, `EVRPC_TERMINATE`, `EVRPC_PAUSE`).
 public enum RPCHookResult: Sendable, Hashable {
@@ -24,9 +23,9 @@ public enum RPCHookPoint: Sendable, Hashable {
 /// the hooks share across input and output of the same call (libevent's
 /// `evrpc_hook_add_meta` / `evrpc_hook_find_meta`).
 public final class RPCHookContext: @unchecked Sendable {
-    // Confinement: every `var` is guarded by `lock` (a pthread mutex).
+    // Confinement: every `var` is guarded by `lock` (a pthread mutex; no base involved).
     public let name: String
-    private let lock = RPCMutex()
+    private let lock = PthreadMutexLock()
     private var storedBody: [UInt8]
     private var storedHeaders: HTTPHeaders
     private var storedMetadata: [String: String] = [:]
@@ -39,21 +38,21 @@ public final class RPCHookContext: @unchecked Sendable {
     }
 
     public var body: [UInt8] {
-        get { lock.locked { storedBody } }
-        set { lock.locked { storedBody = newValue } }
+        get { lock.withLock { storedBody } }
+        set { lock.withLock { storedBody = newValue } }
     }
 
     public var headers: HTTPHeaders {
-        get { lock.locked { storedHeaders } }
-        set { lock.locked { storedHeaders = newValue } }
+        get { lock.withLock { storedHeaders } }
+        set { lock.withLock { storedHeaders = newValue } }
     }
 
-    public func setMetadata(_ key: String, _ value: String) { lock.locked { storedMetadata[key] = value } }
-    public func metadata(_ key: String) -> String? { lock.locked { storedMetadata[key] } }
+    public func setMetadata(_ key: String, _ value: String) { lock.withLock { storedMetadata[key] = value } }
+    public func metadata(_ key: String) -> String? { lock.withLock { storedMetadata[key] } }
 
     /// Resumes a chain a hook paused (libevent's `evrpc_resume_request`), from any thread, once.
     public func resume(_ result: RPCHookResult) {
-        let continuation = lock.locked { () -> ((RPCHookResult) -> Void)? in
+        let continuation = lock.withLock { () -> ((RPCHookResult) -> Void)? in
             let continuation = paused
             paused = nil
             return continuation
@@ -75,7 +74,7 @@ public final class RPCHookContext: @unchecked Sendable {
                 return
             case .pause:
                 let next = position + 1
-                lock.locked {
+                lock.withLock {
                     paused = { [self] resumed in
                         if resumed == .continue { run(hooks, from: next, done: done) } else { done(.terminate) }
                     }
@@ -92,31 +91,15 @@ public typealias RPCHook = @Sendable (RPCHookContext) -> RPCHookResult
 /// Hook chains for one side (server or pool).
 final class RPCHookSet: @unchecked Sendable {
     // Guarded by `lock`.
-    private let lock = RPCMutex()
+    private let lock = PthreadMutexLock()
     private var input: [RPCHook] = []
     private var output: [RPCHook] = []
 
     func add(_ point: RPCHookPoint, _ hook: @escaping RPCHook) {
-        lock.locked {
+        lock.withLock {
             if point == .input { input.append(hook) } else { output.append(hook) }
         }
     }
 
-    func hooks(_ point: RPCHookPoint) -> [RPCHook] { lock.locked { point == .input ? input : output } }
-}
-
-/// A small pthread mutex for hook state (outside any base).
-final class RPCMutex: @unchecked Sendable {
-    // The mutex is only touched through pthread calls.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(mutex, nil) }
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
-    }
+    func hooks(_ point: RPCHookPoint) -> [RPCHook] { lock.withLock { point == .input ? input : output } }
 }

@@ -168,11 +168,12 @@ struct DNSMisbehaviourTests {
             failing.close()
             good.close()
         }
-        let resolver = try DNSKit.resolver(base, [failing.port, good.port]) { $0.timeout = .seconds(2) }
+        let resolver = try DNSKit.resolver(base, [failing.port, good.port]) { $0.timeout = .seconds(10) }
         let start = now()
         let answer = try #require(try DNSKit.lookup(resolver, "x.test", .a)).get()
         #expect(answer.addresses == [[192, 0, 2, 2]])
-        #expect(now() - start < .milliseconds(500))
+        // Far below one timeout: the second nameserver was asked at once.
+        #expect(now() - start < .seconds(3))
         resolver.shutdown()
         try base.shutdown()
     }
@@ -183,11 +184,12 @@ struct DNSMisbehaviourTests {
         let base = try DNSKit.ownedBase()
         let servers = try (0..<2).map { _ in try Misbehaving(base: base) { query, _ in [Misbehaving.reply(to: query, code: code)] } }
         defer { for server in servers { server.close() } }
-        let resolver = try DNSKit.resolver(base, servers.map(\.port)) { $0.timeout = .seconds(2) }
+        let resolver = try DNSKit.resolver(base, servers.map(\.port)) { $0.timeout = .seconds(10) }
         let start = now()
         let result = try #require(try DNSKit.lookup(resolver, "x.test", .a))
         #expect(result == .failure(code == .refused ? .refused : .serverFailure))
-        #expect(now() - start < .milliseconds(500))
+        // Far below one timeout: reported as soon as both answered.
+        #expect(now() - start < .seconds(3))
         resolver.shutdown()
         try base.shutdown()
     }
@@ -209,8 +211,9 @@ struct DNSMisbehaviourTests {
         #expect(try DNSKit.run(base, timeout: .seconds(5)) { results.value.count == 10 })
         let elapsed = now() - start
         #expect(results.value.allSatisfy { $0 == .failure(.timeout) })
-        // 200 ms × 2 attempts (+ scheduling slack), for queued requests too.
-        #expect(elapsed < .milliseconds(1200), "\(elapsed)")
+        // 200 ms × 2 attempts per request, for queued requests too (the
+        // bound leaves room for a loaded machine; libevent #106 never ends).
+        #expect(elapsed < .seconds(3), "\(elapsed)")
         resolver.shutdown()
         try base.shutdown()
     }

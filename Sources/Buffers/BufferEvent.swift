@@ -137,15 +137,30 @@ open class BufferEvent: @unchecked Sendable {
         // Users add to the output and take from the input, not the reverse.
         input.freeze(end: true)
         output.freeze(end: false)
-        deferredDelivery = try Event(base: base, fd: -1, flags: [.finalize]) { [weak self] _, _ in
-            self?.deliverCallbacks()
+        // No weak references to self: a weak reference gives the object a
+        // side table, and every retain and release of the bufferevent would
+        // take the runtime's slow path. The deferred-delivery event holds
+        // the bufferevent until free() finalizes it (as the socket events
+        // do); the observers are unowned and cleared (under the buffers'
+        // lock) in deinit, before the memory goes.
+        deferredDelivery = try Event(base: base, fd: -1, flags: [.finalize]) { [self] _, _ in
+            deliverCallbacks()
         }
-        input.observer = { [weak self] change in
-            if change.removed > 0 { self?.inputDrained() }
+        input.observer = { [unowned(unsafe) self] change in
+            if change.removed > 0 { self.inputDrained() }
         }
-        output.observer = { [weak self] change in
-            if change.added > 0 { self?.outputAdded() }
+        output.observer = { [unowned(unsafe) self] change in
+            if change.added > 0 { self.outputAdded() }
         }
+    }
+
+    deinit {
+        // Not under the buffers' lock: a deinit can run inside the loop with
+        // the base lock held (the base dropping a finalized event), and the
+        // lock order is bufferevent, then base. free() already cleared them
+        // under the lock; this covers a bufferevent dropped without free().
+        input.observer = nil
+        output.observer = nil
     }
 
     // MARK: public API
@@ -275,9 +290,14 @@ open class BufferEvent: @unchecked Sendable {
             rateLimiter = nil
             transportFree()
         }
-        try? deferredDelivery?.finalize { _ in }
-        input.observer = nil
-        output.observer = nil
+        // Finalized outside the lock; dropping it breaks the event's hold on self.
+        let delivery = lock.withLock { () -> Event? in
+            defer { deferredDelivery = nil }
+            return deferredDelivery
+        }
+        try? delivery?.finalize { _ in }
+        input.withLock { input.observer = nil }
+        output.withLock { output.observer = nil }
     }
 
     /// Whether ``free()`` was called.
@@ -428,25 +448,33 @@ open class BufferEvent: @unchecked Sendable {
 
     /// Makes the loop deliver the queued callbacks after its current pass.
     public final func scheduleDelivery() {
-        let hasPending = lock.withLock { pendingRead || pendingWrite || !pendingEvents.isEmpty }
-        if hasPending { try? deferredDelivery?.activate() }
+        let delivery = lock.withLock { pendingRead || pendingWrite || !pendingEvents.isEmpty ? deferredDelivery : nil }
+        try? delivery?.activate()
     }
 
     /// Delivers queued callbacks: connected first, then read, write, and the
     /// other events, as libevent does; without the lock.
     final func deliverCallbacks() {
-        let (read, write, event, what, error) = lock.withLock { () -> (DataCallback?, DataCallback?, EventCallback?, What, Int32) in
-            guard !isFreed else { return (nil, nil, nil, [], 0) }
-            let read = pendingRead ? readCallback : nil
-            let write = pendingWrite ? writeCallback : nil
-            let what = pendingEvents
-            let error = pendingErrno
+        // lock/unlock rather than withLock: closures returned through the
+        // generic withLock would be re-abstracted, two allocations a call.
+        lock.lock(at: CallSite())
+        var read: DataCallback? = nil
+        var write: DataCallback? = nil
+        var event: EventCallback? = nil
+        var what: What = []
+        var error: Int32 = 0
+        if !isFreed {
+            if pendingRead { read = readCallback }
+            if pendingWrite { write = writeCallback }
+            what = pendingEvents
+            error = pendingErrno
+            if !what.isEmpty { event = eventCallback }
             pendingRead = false
             pendingWrite = false
             pendingEvents = []
             pendingErrno = 0
-            return (read, write, what.isEmpty ? nil : eventCallback, what, error)
         }
+        lock.unlock(at: CallSite())
         if what.contains(.connected), let event {
             event(self, .connected, 0)
         }

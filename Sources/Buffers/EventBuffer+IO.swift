@@ -23,16 +23,19 @@ extension EventBuffer {
             // One read fills at most this much: larger asks would only
             // reserve memory the kernel rarely has bytes for.
             let maxBytes = min(maxBytes, Self.maxSingleRead)
-            let pieces = reserveLocked(maxBytes)
+            let (first, second) = reservePiecesLocked(maxBytes)
             var vectors = (iovec(), iovec())
             var count: Int32 = 0
             var left = maxBytes
-            for piece in pieces where left > 0 {
-                let n = min(piece.count, left)
-                let vector = iovec(iov_base: piece.baseAddress, iov_len: n)
-                if count == 0 { vectors.0 = vector } else { vectors.1 = vector }
-                count += 1
+            if let first {
+                let n = min(first.count, left)
+                vectors.0 = iovec(iov_base: first.baseAddress, iov_len: n)
+                count = 1
                 left -= n
+            }
+            if let second, left > 0 {
+                vectors.1 = iovec(iov_base: second.baseAddress, iov_len: min(second.count, left))
+                count = 2
             }
             var n: Int
             repeat {
@@ -139,6 +142,8 @@ extension EventBuffer {
     /// The most one `read(from:)` takes.
     static let maxSingleRead = 256 * 1024
 
-    /// Segments gathered into one write (libevent's NUM_WRITE_IOVEC is 128).
-    static let maxWriteVectors = Int(min(se_iov_max(), 128))
+    /// Segments gathered into one write (libevent's NUM_WRITE_IOVEC is 128;
+    /// 64 keeps the vector on the stack: withUnsafeTemporaryAllocation takes
+    /// the heap above 1 KiB).
+    static let maxWriteVectors = Int(min(se_iov_max(), 64))
 }

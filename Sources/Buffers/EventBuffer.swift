@@ -538,26 +538,33 @@ public final class EventBuffer: @unchecked Sendable {
 
     /// The reservation itself; the lock is held.
     func reserveLocked(_ count: Int) -> [UnsafeMutableRawBufferPointer] {
-        var pieces: [UnsafeMutableRawBufferPointer] = []
+        let (first, second) = reservePiecesLocked(count)
+        return [first, second].compactMap { $0 }
+    }
+
+    /// The reservation as at most two pieces, without an array (the read
+    /// path); the lock is held.
+    func reservePiecesLocked(_ count: Int) -> (UnsafeMutableRawBufferPointer?, UnsafeMutableRawBufferPointer?) {
+        var first: UnsafeMutableRawBufferPointer? = nil
         var room = 0
         if segments.lastIsExclusiveHeap() {
             let last = segments[segments.count - 1]
             room = last.storage.capacity - last.offset - last.length
             if room > 0 {
-                pieces.append(
-                    UnsafeMutableRawBufferPointer(
-                        start: last.storage.heapBytes + last.offset + last.length, count: room))
+                first = UnsafeMutableRawBufferPointer(start: last.storage.heapBytes + last.offset + last.length, count: room)
             }
         }
         var appended = false
+        var second: UnsafeMutableRawBufferPointer? = nil
         if room < count {
             let storage = newStorage(atLeast: count - room)
             segments.append(Segment(storage: storage, offset: 0, length: 0))
-            pieces.append(UnsafeMutableRawBufferPointer(start: storage.heapBytes, count: storage.capacity))
+            let piece = UnsafeMutableRawBufferPointer(start: storage.heapBytes, count: storage.capacity)
+            if first == nil { first = piece } else { second = piece }
             appended = true
         }
         reservation = (room, appended)
-        return pieces
+        return (first, second)
     }
 
     /// Adds the first `count` bytes written into the last reservation

@@ -102,7 +102,9 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
             try readEvent.delete()
             readArmed = false
         }
-        let wantWrite = connecting || (writingWanted && output.total > 0)
+        // Output waiting for the pending flush pass is written there first;
+        // the write event is armed only for what the socket does not take.
+        let wantWrite = connecting || (writingWanted && output.total > 0 && (writeArmed || !flushPending))
         if wantWrite {
             if !writeArmed || restart.contains(.write) || writeArmedTimeout != writeTimeout {
                 try arm(writeEvent, timeout: writeTimeout, had: writeArmed ? writeArmedTimeout : nil)

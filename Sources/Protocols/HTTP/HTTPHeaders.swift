@@ -27,6 +27,8 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence, CustomStringConvertible
     /// Adds a field at the end (repeated names are kept).
     public mutating func add(_ name: String, _ value: String) { fields.append((name, value)) }
 
+    mutating func reserveCapacity(_ count: Int) { fields.reserveCapacity(count) }
+
     /// Replaces every field named `name` with one.
     public mutating func set(_ name: String, _ value: String) {
         remove(name)

@@ -94,6 +94,28 @@ enum HTTPSyntax {
         return nil
     }
 
+    /// The lines of a header section (without the final blank line), one
+    /// at a time, as ``lines(_:)`` splits them, without an array.
+    struct Lines: IteratorProtocol {
+        var rest: ArraySlice<UInt8>
+
+        mutating func next() -> ArraySlice<UInt8>? {
+            guard !rest.isEmpty else { return nil }
+            var index = rest.startIndex
+            while index < rest.endIndex {
+                if rest[index] == 0x0D, index + 1 < rest.endIndex, rest[index + 1] == 0x0A {
+                    let line = rest[rest.startIndex..<index]
+                    rest = rest[(index + 2)...]
+                    return line
+                }
+                index += 1
+            }
+            let line = rest
+            rest = rest[rest.endIndex...]
+            return line
+        }
+    }
+
     /// Splits a header section (without the final blank line) into lines.
     static func lines(_ bytes: ArraySlice<UInt8>) -> [ArraySlice<UInt8>] {
         var lines: [ArraySlice<UInt8>] = []
@@ -114,7 +136,7 @@ enum HTTPSyntax {
 
     /// Header field lines into `headers`; strict about names, whitespace
     /// before the colon, obsolete folding and control bytes in values.
-    static func parseFields(_ lines: ArraySlice<ArraySlice<UInt8>>, into headers: inout HTTPHeaders, limits: HTTPLimits) throws(HTTPParseError) {
+    static func parseFields(_ lines: some Sequence<ArraySlice<UInt8>>, into headers: inout HTTPHeaders, limits: HTTPLimits) throws(HTTPParseError) {
         for line in lines {
             guard let first = line.first else { continue }
             if first == 0x20 || first == 0x09 {
@@ -144,12 +166,13 @@ enum HTTPSyntax {
     }
 
     /// "HTTP/1.1" → version; 505 for a well-formed other version, 400 for garbage.
-    static func version(_ bytes: ArraySlice<UInt8>) throws(HTTPParseError) -> HTTPVersion {
-        let text = Array(bytes)
-        guard text.count == 8, text.starts(with: Array("HTTP/".utf8)), text[6] == UInt8(ascii: "."),
-            (0x30...0x39).contains(text[5]), (0x30...0x39).contains(text[7])
+    static func version(_ text: ArraySlice<UInt8>) throws(HTTPParseError) -> HTTPVersion {
+        let s = text.startIndex
+        guard text.count == 8, text[s] == UInt8(ascii: "H"), text[s + 1] == UInt8(ascii: "T"),
+            text[s + 2] == UInt8(ascii: "T"), text[s + 3] == UInt8(ascii: "P"), text[s + 4] == UInt8(ascii: "/"),
+            text[s + 6] == UInt8(ascii: "."), (0x30...0x39).contains(text[s + 5]), (0x30...0x39).contains(text[s + 7])
         else { throw HTTPParseError(.badRequest, "malformed HTTP version") }
-        let version = HTTPVersion(major: Int(text[5] - 0x30), minor: Int(text[7] - 0x30))
+        let version = HTTPVersion(major: Int(text[s + 5] - 0x30), minor: Int(text[s + 7] - 0x30))
         guard version == .http10 || version == .http11 else {
             throw HTTPParseError(.versionNotSupported, "\(version) is not supported")
         }
@@ -158,26 +181,33 @@ enum HTTPSyntax {
 
     /// Parses a request head (request line and fields, without the blank line).
     static func requestHead(_ bytes: ArraySlice<UInt8>, limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequestHead {
-        let all = lines(bytes)
-        guard let requestLine = all.first else { throw HTTPParseError(.badRequest, "empty request") }
-        let parts = requestLine.split(separator: 0x20, omittingEmptySubsequences: false)
-        guard parts.count == 3 else {
+        var all = Lines(rest: bytes)
+        guard let requestLine = all.next() else { throw HTTPParseError(.badRequest, "empty request") }
+        // Exactly two spaces: method SP target SP version.
+        let firstSpace = requestLine.firstIndex(of: 0x20)
+        let secondSpace = firstSpace.flatMap { requestLine[($0 + 1)...].firstIndex(of: 0x20) }
+        guard let firstSpace, let secondSpace, !requestLine[(secondSpace + 1)...].contains(0x20) else {
             if requestLine.count > limits.maxURILength { throw HTTPParseError(.uriTooLong, "request line over the URI limit") }
             throw HTTPParseError(.badRequest, "malformed request line")
         }
-        guard isToken(parts[0]) else { throw HTTPParseError(.badRequest, "invalid method token") }
-        let target = parts[1]
+        let parts = (
+            requestLine[requestLine.startIndex..<firstSpace], requestLine[(firstSpace + 1)..<secondSpace],
+            requestLine[(secondSpace + 1)...]
+        )
+        guard isToken(parts.0) else { throw HTTPParseError(.badRequest, "invalid method token") }
+        let target = parts.1
         guard target.count <= limits.maxURILength else {
             throw HTTPParseError(.uriTooLong, "request target over \(limits.maxURILength) bytes")
         }
         guard !target.isEmpty, target.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
             throw HTTPParseError(.badRequest, "invalid request target")
         }
-        let version = try version(parts[2])
+        let version = try version(parts.2)
         var headers = HTTPHeaders()
-        try parseFields(all.dropFirst(), into: &headers, limits: limits)
+        headers.reserveCapacity(8)
+        try parseFields(IteratorSequence(all), into: &headers, limits: limits)
         return HTTPRequestHead(
-            method: HTTPMethod(rawValue: String(decoding: parts[0], as: UTF8.self)),
+            method: HTTPMethod(rawValue: String(decoding: parts.0, as: UTF8.self)),
             target: String(decoding: target, as: UTF8.self), version: version, headers: headers)
     }
 

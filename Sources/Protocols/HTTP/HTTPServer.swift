@@ -42,8 +42,10 @@ public final class HTTPServer: @unchecked Sendable {
     public let base: EventBase
     public let configuration: Configuration
     let lock: any EventLock
-    private var routes: [String: Handler] = [:]
-    private var genericHandler: Handler?
+    // Handlers are kept boxed: a closure taken out of a dictionary (stored
+    // at its most general abstraction) is re-wrapped, an allocation a request.
+    private var routes: [String: HTTPHandlerBox] = [:]
+    private var genericHandler: HTTPHandlerBox?
     private var virtualHosts: [(pattern: String, server: HTTPServer)] = []
     private var aliases: [String] = []
     private var listeners: [ConnectionListener] = []
@@ -95,13 +97,13 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Handles requests for exactly `path` (libevent's `evhttp_set_cb`).
     public func route(_ path: String, _ handler: @escaping Handler) {
-        lock.withLock { routes[path] = handler }
+        lock.withLock { routes[path] = HTTPHandlerBox(handler) }
     }
 
     public func removeRoute(_ path: String) { lock.withLock { routes[path] = nil } }
 
     /// Handles requests no route matches (libevent's `evhttp_set_gencb`); without one, 404.
-    public func setGenericHandler(_ handler: Handler?) { lock.withLock { genericHandler = handler } }
+    public func setGenericHandler(_ handler: Handler?) { lock.withLock { genericHandler = handler.map(HTTPHandlerBox.init) } }
 
     /// Requests whose Host matches `pattern` ("*" matches any run of
     /// characters, as libevent's) go to `server`'s routes (libevent's `evhttp_add_virtual_host`).
@@ -113,19 +115,27 @@ public final class HTTPServer: @unchecked Sendable {
     public func addAlias(_ name: String) { lock.withLock { aliases.append(name.lowercased()) } }
 
     /// The handler for a request: virtual host first, then exact route, then generic.
-    func handler(for request: HTTPServerRequest) -> Handler? {
-        let (own, virtualHost) = lock.withLock { () -> (Handler?, HTTPServer?) in
-            if !virtualHosts.isEmpty, let host = request.headers["Host"].map(Self.hostWithoutPort)?.lowercased() {
-                for (pattern, server) in virtualHosts
-                where Self.matches(pattern, host) || server.lock.withLock({ server.aliases.contains { Self.matches($0, host) } }) {
-                    return (nil, server)
-                }
+    func handler(for request: HTTPServerRequest) -> HTTPHandlerBox? {
+        // lock/unlock rather than withLock: a handler returned through the
+        // generic withLock would be re-abstracted (two allocations a request).
+        lock.lock(at: CallSite())
+        var virtualHost: HTTPServer? = nil
+        if !virtualHosts.isEmpty, let host = request.headers["Host"].map(Self.hostWithoutPort)?.lowercased() {
+            for (pattern, server) in virtualHosts
+            where Self.matches(pattern, host) || server.lock.withLock({ server.aliases.contains { Self.matches($0, host) } }) {
+                virtualHost = server
+                break
             }
-            // No virtual host: this server's routes, under the same lock.
-            return (routes[request.uri.path] ?? genericHandler, nil)
         }
-        guard let virtualHost else { return own }
-        return virtualHost.lock.withLock { virtualHost.routes[request.uri.path] ?? virtualHost.genericHandler }
+        let server = virtualHost ?? self
+        if server !== self {
+            lock.unlock(at: CallSite())
+            server.lock.lock(at: CallSite())
+        }
+        // No virtual host: this server's routes, under the same lock.
+        let handler = server.routes[request.uri.path] ?? server.genericHandler
+        server.lock.unlock(at: CallSite())
+        return handler
     }
 
     static func hostWithoutPort(_ host: String) -> String {
@@ -210,6 +220,12 @@ public final class HTTPServer: @unchecked Sendable {
 }
 
 /// The Date header's value, recomputed at most once a second.
+/// A handler in a box (see `routes`); immutable.
+final class HTTPHandlerBox: Sendable {
+    let handler: HTTPServer.Handler
+    init(_ handler: @escaping HTTPServer.Handler) { self.handler = handler }
+}
+
 final class HTTPDateCache: @unchecked Sendable {
     // `second` and `text` are guarded by `lock`.
     private let lock = PthreadMutexLock()

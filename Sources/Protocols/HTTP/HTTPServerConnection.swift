@@ -21,7 +21,11 @@ public final class HTTPServerRequest: @unchecked Sendable {
     public internal(set) var trailers = HTTPHeaders()
     public let body = EventBuffer()
     public let peer: SocketAddress
-    weak var connection: HTTPServerConnection?
+    /// Strong (a weak reference would put every connection's reference
+    /// counting on the runtime's slow path): the connection holds the
+    /// request only while it is current, so there is no lasting cycle; a
+    /// request kept after its connection closed keeps only the object.
+    let connection: HTTPServerConnection
 
     init(head: HTTPRequestHead, uri: HTTPURI, peer: SocketAddress, connection: HTTPServerConnection) {
         method = head.method
@@ -36,18 +40,16 @@ public final class HTTPServerRequest: @unchecked Sendable {
     /// The whole response (libevent's `evhttp_send_reply`). Content-Length,
     /// Date and Connection are added unless `headers` has them.
     public func respond(_ status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), body: some Collection<UInt8>) {
-        let buffer = EventBuffer()
-        try? buffer.add(body)
-        connection?.respond(self, status, headers, buffer)
+        connection.respond(self, status, headers, bytes: body)
     }
 
     public func respond(_ status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), body: String = "") {
-        respond(status, headers: headers, body: Array(body.utf8))
+        connection.respond(self, status, headers, bytes: body.utf8)
     }
 
     /// The response with a buffer as its body (moved, not copied).
     public func respond(_ status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), buffer: EventBuffer) {
-        connection?.respond(self, status, headers, buffer)
+        connection.respond(self, status, headers, buffer)
     }
 
     /// A file range as the body, sent with sendfile(2) on plain sockets.
@@ -56,30 +58,30 @@ public final class HTTPServerRequest: @unchecked Sendable {
         do {
             try buffer.add(file: file)
         } catch {
-            connection?.respond(self, .internalServerError, HTTPHeaders(), EventBuffer())
+            connection.respond(self, .internalServerError, HTTPHeaders(), EventBuffer())
             return
         }
-        connection?.respond(self, status, headers, buffer)
+        connection.respond(self, status, headers, buffer)
     }
 
     /// Starts a streamed response: chunked on HTTP/1.1, until close on 1.0
     /// (libevent's `evhttp_send_reply_start`).
     public func startStream(_ status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders()) {
-        connection?.startStream(self, status, headers)
+        connection.startStream(self, status, headers)
     }
 
     /// One chunk (libevent's `evhttp_send_reply_chunk`); empty chunks are skipped.
     public func sendChunk(_ bytes: some Collection<UInt8>) {
-        connection?.sendChunk(self, Array(bytes))
+        connection.sendChunk(self, Array(bytes))
     }
 
     public func sendChunk(_ text: String) { sendChunk(Array(text.utf8)) }
 
     /// Ends a streamed response (libevent's `evhttp_send_reply_end`).
-    public func endStream() { connection?.endStream(self) }
+    public func endStream() { connection.endStream(self) }
 
     /// Whether the connection this request came on is gone.
-    public var isConnectionClosed: Bool { connection?.isClosed ?? true }
+    public var isConnectionClosed: Bool { connection.isClosed }
 }
 
 /// One server connection's state machine; guarded by `lock`.
@@ -99,6 +101,12 @@ final class HTTPServerConnection: @unchecked Sendable {
     }
 
     unowned let server: HTTPServer
+    // Copies of the server's constants, so the hot path does not go through
+    // the unowned reference (an unowned load is an atomic operation, and a
+    // slow one on an object that also has weak references).
+    let configuration: HTTPServer.Configuration
+    let dateCache: HTTPDateCache
+    let base: EventBase
     let bufferEvent: BufferEvent
     let peer: SocketAddress
     let lock: any EventLock
@@ -114,31 +122,47 @@ final class HTTPServerConnection: @unchecked Sendable {
     private var headDeadline: UInt64 = 0
     /// The read timeout the bufferevent has now (set only on change).
     private var readTimeoutSet: Duration?? = .none
+    /// The read timeout wanted; while a request is dispatched from the read
+    /// callback, changes wait until the handler returns, so a reply given
+    /// at once (handling → reading the next head) changes nothing.
+    private var readTimeoutWanted: Duration? = nil
+    private var dispatching = false
+    /// The response head being written (capacity kept between requests).
+    private var scratch: [UInt8] = []
+    /// The buffered start of the input while a request head is parsed.
+    private var headBytes: [UInt8] = []
 
     init(server: HTTPServer, bufferEvent: BufferEvent, peer: SocketAddress) {
         self.server = server
         self.bufferEvent = bufferEvent
         self.peer = peer
-        lock = server.base.lockProvider.makeLock(.recursive)
+        configuration = server.configuration
+        dateCache = server.dateCache
+        base = server.base
+        lock = base.lockProvider.makeLock(.recursive)
     }
 
-    var isClosed: Bool { lock.withLock { if case .closed = state { true } else { false } } }
+    var isClosed: Bool { lock.withLock { isClosedState } }
+
+    private var isClosedState: Bool { if case .closed = state { true } else { false } }
 
     func start() {
-        let configuration = server.configuration
         bufferEvent.setCallbacks(
-            read: { [weak self] _ in self?.processInput() },
-            write: { [weak self] _ in self?.outputDrained() },
-            event: { [weak self] _, what, _ in self?.transportEvent(what) })
+            // Strong captures: the server holds the connection until close(),
+            // which frees the bufferevent (dropping these) and finalizes the
+            // events below; weak ones would slow every retain and release.
+            read: { [self] _ in processInput() },
+            write: { [self] _ in outputDrained() },
+            event: { [self] _, what, _ in transportEvent(what) })
         // Input waiting while a request is handled stays bounded.
         bufferEvent.setWatermark(.read, low: 0, high: configuration.limits.maxHeaderBytes + 65_536)
         setReadTimeout(configuration.readTimeout)
         headDeadline = Self.monotonicNanoseconds() + Self.nanoseconds(configuration.headerTimeout)
-        headerTimer = try? Event(base: server.base, fd: -1, flags: [.finalize]) { [weak self] _, _ in
-            self?.headerTimedOut()
+        headerTimer = try? Event(base: base, fd: -1, flags: [.finalize]) { [self] _, _ in
+            headerTimedOut()
         }
-        kick = try? Event(base: server.base, fd: -1, flags: [.finalize]) { [weak self] _, _ in
-            self?.processInput()
+        kick = try? Event(base: base, fd: -1, flags: [.finalize]) { [self] _, _ in
+            processInput()
         }
         try? headerTimer?.add(timeout: configuration.headerTimeout)
         try? bufferEvent.enable(.read)
@@ -149,19 +173,22 @@ final class HTTPServerConnection: @unchecked Sendable {
     func processInput() {
         var dispatch: HTTPServerRequest?
         lock.withLock {
+            dispatching = true
             do throws(HTTPParseError) {
                 dispatch = try advance()
             } catch {
                 fail(error)
             }
+            if dispatch == nil { endDispatching() }
         }
         guard let request = dispatch else { return }
-        if !server.configuration.allowedMethods.contains(request.method) {
+        defer { lock.withLock { endDispatching() } }
+        if !configuration.allowedMethods.contains(request.method) {
             request.respond(.notImplemented, headers: HTTPHeaders([("Connection", "close")]), body: "method not implemented\n")
             return
         }
-        if let handler = server.handler(for: request) {
-            handler(request)
+        if let box = server.handler(for: request) {
+            box.handler(request)
         } else {
             request.respond(.notFound, body: "not found\n")
         }
@@ -171,13 +198,18 @@ final class HTTPServerConnection: @unchecked Sendable {
     /// request whose body is complete is returned for dispatch.
     private func advance() throws(HTTPParseError) -> HTTPServerRequest? {
         let input = bufferEvent.input
-        let limits = server.configuration.limits
+        let limits = configuration.limits
         while true {
             switch state {
             case .readingHead:
                 guard input.count > 0 else { return nil }
                 let available = min(input.count, limits.maxHeaderBytes + 1)
-                let bytes = (try? input.copyOut(count: available)) ?? []
+                // Copied into an array kept from request to request (no allocation once grown).
+                headBytes.removeAll(keepingCapacity: true)
+                headBytes.append(contentsOf: repeatElement(0, count: available))
+                let copied = headBytes.withUnsafeMutableBytes { (try? input.copyOut(into: $0)) ?? 0 }
+                if copied < available { headBytes.removeLast(available - copied) }
+                let bytes = headBytes
                 guard let end = try HTTPSyntax.headerEnd(bytes, limit: limits.maxHeaderBytes) else {
                     if bytes.count > limits.maxHeaderBytes {
                         throw HTTPParseError(.headersTooLarge, "header section over \(limits.maxHeaderBytes) bytes")
@@ -198,10 +230,10 @@ final class HTTPServerConnection: @unchecked Sendable {
                     enterHandling(request)
                     return request
                 case .length(let length):
-                    setReadTimeout(server.configuration.readTimeout)
+                    setReadTimeout(configuration.readTimeout)
                     state = .readingBody(request, framing, remaining: length)
                 default:
-                    setReadTimeout(server.configuration.readTimeout)
+                    setReadTimeout(configuration.readTimeout)
                     state = .readingBody(request, .chunked, remaining: 0)
                 }
             case .readingBody(let request, let framing, let remaining):
@@ -279,41 +311,33 @@ final class HTTPServerConnection: @unchecked Sendable {
         }
     }
 
-    /// The status line and header section for `request`.
-    private func head(_ request: HTTPServerRequest, _ status: HTTPStatus, _ headers: HTTPHeaders, bodyLength: Int?, chunked: Bool) -> String {
-        var headers = headers
+    /// Writes the status line and header section for `request` into
+    /// `scratch` (reused from request to request).
+    private func writeHead(_ request: HTTPServerRequest, _ status: HTTPStatus, _ headers: HTTPHeaders, bodyLength: Int?, chunked: Bool) {
         let keepAlive = wantsKeepAlive(request, headers) && (bodyLength != nil || chunked)
         closeAfterResponse = !keepAlive
-        if !headers.contains("Date") { headers.add("Date", server.dateCache.now) }
-        if let name = server.configuration.serverHeader, !headers.contains("Server") { headers.add("Server", name) }
+        var additions = HTTPResponseHead.Additions()
+        var hasDate = false, hasServer = false, hasLength = false
+        for field in headers.fields {
+            let name = field.name.utf8
+            if name.count == 4, HTTPHeaders.same(field.name, "Date") { hasDate = true }
+            else if name.count == 6, HTTPHeaders.same(field.name, "Server") { hasServer = true }
+            else if name.count == 14, HTTPHeaders.same(field.name, "Content-Length") { hasLength = true }
+        }
+        if !hasDate { additions.date = dateCache.now }
+        if let name = configuration.serverHeader, !hasServer { additions.server = name }
         let bodyless = status.code < 200 || status.code == 204 || status.code == 304
         if chunked {
-            headers.set("Transfer-Encoding", "chunked")
-        } else if let bodyLength, !bodyless, !headers.contains("Content-Length") {
-            headers.add("Content-Length", String(bodyLength))
+            additions.chunked = true
+        } else if let bodyLength, !bodyless, !hasLength {
+            additions.contentLength = bodyLength
         }
         if !keepAlive {
-            headers.set("Connection", "close")
+            additions.connection = "close"
         } else if request.version == .http10 {
-            headers.set("Connection", "keep-alive")
+            additions.connection = "keep-alive"
         }
-        // Never emit a field that could split the response (CR, LF, NUL in a
-        // value, a name that is not a token), as libevent's evhttp_add_header refuses them.
-        headers.removeInvalidFields()
-        var text = "HTTP/1.1 "
-        text.reserveCapacity(160)
-        text += String(status.code)
-        text += " "
-        text += status.reason
-        text += "\r\n"
-        for (name, value) in headers.fields {
-            text += name
-            text += ": "
-            text += value
-            text += "\r\n"
-        }
-        text += "\r\n"
-        return text
+        HTTPResponseHead.write(into: &scratch, status: status, headers: headers, additions)
     }
 
     private func wantsKeepAlive(_ request: HTTPServerRequest, _ headers: HTTPHeaders) -> Bool {
@@ -325,14 +349,26 @@ final class HTTPServerConnection: @unchecked Sendable {
     func respond(_ request: HTTPServerRequest, _ status: HTTPStatus, _ headers: HTTPHeaders, _ body: EventBuffer) {
         lock.withLock {
             guard case .handling(let current) = state, current === request else { return }
-            let text = head(request, status, headers, bodyLength: body.count, chunked: false)
-            // Head and body reach the output together: one gathered write.
-            let response = EventBuffer()
-            try? response.add(text)
+            writeHead(request, status, headers, bodyLength: body.count, chunked: false)
+            // Head and body go out together in one gathered write (the
+            // socket writes output added in a callback after it returns).
+            try? bufferEvent.write(scratch)
             if request.method != .head && !(status.code < 200 || status.code == 204 || status.code == 304) {
-                try? response.add(buffer: body)
+                try? bufferEvent.write(buffer: body)
             }
-            try? bufferEvent.write(buffer: response)
+            responseDone()
+        }
+    }
+
+    /// The same with the body as bytes, copied once into the output.
+    func respond(_ request: HTTPServerRequest, _ status: HTTPStatus, _ headers: HTTPHeaders, bytes body: some Collection<UInt8>) {
+        lock.withLock {
+            guard case .handling(let current) = state, current === request else { return }
+            writeHead(request, status, headers, bodyLength: body.count, chunked: false)
+            try? bufferEvent.write(scratch)
+            if request.method != .head && !(status.code < 200 || status.code == 204 || status.code == 304) {
+                try? bufferEvent.write(body)
+            }
             responseDone()
         }
     }
@@ -341,8 +377,8 @@ final class HTTPServerConnection: @unchecked Sendable {
         lock.withLock {
             guard case .handling(let current) = state, current === request else { return }
             let chunked = request.version == .http11 && request.method != .head
-            let text = head(request, status, headers, bodyLength: nil, chunked: chunked)
-            try? bufferEvent.write(text)
+            writeHead(request, status, headers, bodyLength: nil, chunked: chunked)
+            try? bufferEvent.write(scratch)
             state = .streaming(request, chunked: chunked)
         }
     }
@@ -383,9 +419,9 @@ final class HTTPServerConnection: @unchecked Sendable {
         state = .readingHead
         // Between requests the idle timeout applies; the next head must be
         // complete within idle + header time (the header timer checks).
-        setReadTimeout(server.configuration.idleTimeout)
+        setReadTimeout(configuration.idleTimeout)
         headDeadline = Self.monotonicNanoseconds()
-            + Self.nanoseconds(server.configuration.idleTimeout + server.configuration.headerTimeout)
+            + Self.nanoseconds(configuration.idleTimeout + configuration.headerTimeout)
         if bufferEvent.input.count > 0 { try? kick?.activate() }
     }
 
@@ -400,7 +436,7 @@ final class HTTPServerConnection: @unchecked Sendable {
         }
         let body = "\(error.status.code) \(error.status.reason): \(error.reason)\n"
         var text = "HTTP/1.1 \(error.status.code) \(error.status.reason)\r\n"
-        text += "Date: \(server.dateCache.now)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
+        text += "Date: \(dateCache.now)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
         try? bufferEvent.write(text + body)
         closeAfterResponse = true
         state = .closing
@@ -427,8 +463,8 @@ final class HTTPServerConnection: @unchecked Sendable {
         try? headerTimer?.delete()
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
         try? bufferEvent.input.drain(bufferEvent.input.count)
-        lingerTimer = try? Event(base: server.base, fd: -1, flags: [.finalize]) { [weak self] _, _ in self?.close() }
-        try? lingerTimer?.add(timeout: server.configuration.lingerTime)
+        lingerTimer = try? Event(base: base, fd: -1, flags: [.finalize]) { [self] _, _ in close() }
+        try? lingerTimer?.add(timeout: configuration.lingerTime)
     }
 
     private func transportEvent(_ what: BufferEvent.What) {
@@ -439,13 +475,13 @@ final class HTTPServerConnection: @unchecked Sendable {
     private func headerTimedOut() {
         lock.withLock {
             guard case .readingHead = state else {
-                try? headerTimer?.add(timeout: server.configuration.headerTimeout)
+                try? headerTimer?.add(timeout: configuration.headerTimeout)
                 return
             }
             let now = Self.monotonicNanoseconds()
             if now < headDeadline {
                 // A later request's deadline: wait for it (at most one header timeout at a time).
-                let left = min(headDeadline - now, Self.nanoseconds(server.configuration.headerTimeout))
+                let left = min(headDeadline - now, Self.nanoseconds(configuration.headerTimeout))
                 try? headerTimer?.add(timeout: .nanoseconds(Int64(left)))
                 return
             }
@@ -459,9 +495,20 @@ final class HTTPServerConnection: @unchecked Sendable {
     }
 
     private func setReadTimeout(_ timeout: Duration?) {
-        guard readTimeoutSet != timeout else { return }
+        readTimeoutWanted = timeout
+        if !dispatching { applyReadTimeout() }
+    }
+
+    private func endDispatching() {
+        dispatching = false
+        applyReadTimeout()
+    }
+
+    private func applyReadTimeout() {
+        let timeout = readTimeoutWanted
+        guard readTimeoutSet != timeout, !isClosedState else { return }
         readTimeoutSet = timeout
-        try? bufferEvent.setTimeouts(read: timeout, write: server.configuration.writeTimeout)
+        try? bufferEvent.setTimeouts(read: timeout, write: configuration.writeTimeout)
     }
 
     static func monotonicNanoseconds() -> UInt64 {

@@ -70,9 +70,9 @@ public struct HTTPURI: Sendable, Hashable, CustomStringConvertible {
         }
         path = String(rest)
         if mode == .strict {
-            try Self.check(path, allowed: Self.pathBytes, what: "path")
-            if let query { try Self.check(query, allowed: Self.queryBytes, what: "query") }
-            if let fragment { try Self.check(fragment, allowed: Self.queryBytes, what: "fragment") }
+            try Self.check(path, allowed: Self.pathTable, what: "path")
+            if let query { try Self.check(query, allowed: Self.queryTable, what: "query") }
+            if let fragment { try Self.check(fragment, allowed: Self.queryTable, what: "fragment") }
         } else {
             for part in [path, query ?? "", fragment ?? ""] where part.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
                 throw fail("control byte in the URI")
@@ -92,16 +92,26 @@ public struct HTTPURI: Sendable, Hashable, CustomStringConvertible {
     static let subDelims = Set("!$&'()*+,;=".utf8)
     static let pathBytes = unreserved.union(subDelims).union(":@/%".utf8)
     static let queryBytes = pathBytes.union("?".utf8)
+    /// The same sets as tables indexed by byte (checked on every request).
+    static let pathTable = table(pathBytes)
+    static let queryTable = table(queryBytes)
 
-    private static func check(_ text: String, allowed: Set<UInt8>, what: String) throws(ParseError) {
-        let bytes = Array(text.utf8)
-        for (index, byte) in bytes.enumerated() {
-            guard allowed.contains(byte) else { throw ParseError(reason: "byte 0x\(String(byte, radix: 16)) not allowed in the \(what)") }
-            if byte == UInt8(ascii: "%") {
-                guard index + 2 < bytes.count, hex(bytes[index + 1]) != nil, hex(bytes[index + 2]) != nil
-                else { throw ParseError(reason: "bad percent-escape in the \(what)") }
+    private static func table(_ set: Set<UInt8>) -> [Bool] { (0...255).map { set.contains(UInt8($0)) } }
+
+    private static func check(_ text: String, allowed: [Bool], what: String) throws(ParseError) {
+        // Walks the UTF-8 view in place (no copy): a byte not allowed, or a
+        // "%" not followed by two hex digits, is refused.
+        var escape = 0  // hex digits still expected after a "%"
+        for byte in text.utf8 {
+            if escape > 0 {
+                guard hex(byte) != nil else { throw ParseError(reason: "bad percent-escape in the \(what)") }
+                escape -= 1
+                continue
             }
+            guard allowed[Int(byte)] else { throw ParseError(reason: "byte 0x\(String(byte, radix: 16)) not allowed in the \(what)") }
+            if byte == UInt8(ascii: "%") { escape = 2 }
         }
+        if escape > 0 { throw ParseError(reason: "bad percent-escape in the \(what)") }
     }
 
     public var description: String {

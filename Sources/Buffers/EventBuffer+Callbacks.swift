@@ -68,6 +68,9 @@ extension EventBuffer {
         }
     }
 
+    /// Whether any callback is registered (a buffer that will be reused must have none).
+    package var hasCallbacks: Bool { withLock { !callbacks.isEmpty } }
+
     /// Runs callbacks on `base`'s loop, merged, instead of inside the call
     /// that made the change (libevent's `evbuffer_defer_callbacks`).
     public func deferCallbacks(to base: EventBase) throws(EventError) {

@@ -29,6 +29,9 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence, CustomStringConvertible
 
     mutating func reserveCapacity(_ count: Int) { fields.reserveCapacity(count) }
 
+    /// Empties the fields, keeping their storage.
+    mutating func removeAll() { fields.removeAll(keepingCapacity: true) }
+
     /// Replaces every field named `name` with one.
     public mutating func set(_ name: String, _ value: String) {
         remove(name)

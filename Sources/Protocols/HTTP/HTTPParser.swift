@@ -181,6 +181,13 @@ enum HTTPSyntax {
 
     /// Parses a request head (request line and fields, without the blank line).
     static func requestHead(_ bytes: ArraySlice<UInt8>, limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(8)
+        return try requestHead(bytes, limits: limits, headers: &headers)
+    }
+
+    /// The same, filling `headers` (empty; its storage is reused).
+    static func requestHead(_ bytes: ArraySlice<UInt8>, limits: HTTPLimits, headers: inout HTTPHeaders) throws(HTTPParseError) -> HTTPRequestHead {
         var all = Lines(rest: bytes)
         guard let requestLine = all.next() else { throw HTTPParseError(.badRequest, "empty request") }
         // Exactly two spaces: method SP target SP version.
@@ -203,8 +210,6 @@ enum HTTPSyntax {
             throw HTTPParseError(.badRequest, "invalid request target")
         }
         let version = try version(parts.2)
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(8)
         try parseFields(IteratorSequence(all), into: &headers, limits: limits)
         return HTTPRequestHead(
             method: HTTPMethod(rawValue: String(decoding: parts.0, as: UTF8.self)),

@@ -3,23 +3,28 @@ import EventBuffers
 import EventCore
 import EventLocking
 import Glibc
+import Synchronization
 
 /// One request as a handler sees it (libevent's `evhttp_request` on the
 /// server side). Answer it once: `respond`, or `startStream` / `sendChunk` /
 /// `endStream`, or `respond(file:)`; from the loop or (in a shared base)
 /// from any thread, now or later.
 public final class HTTPServerRequest: @unchecked Sendable {
-    // The stored properties are set before the handler sees the request;
-    // `body` is an EventBuffer with its own lock; the rest is immutable.
-    public let method: HTTPMethod
-    public let uri: HTTPURI
+    // The stored properties are set by the connection, under its lock,
+    // before the handler sees the request, and not changed while anyone
+    // else holds it: a request object is reused for the connection's next
+    // request only when the connection's reference to it, and its
+    // reference to its body, are the only ones (checked with an acquiring
+    // fence). `body` is an EventBuffer with its own lock.
+    public internal(set) var method: HTTPMethod
+    public internal(set) var uri: HTTPURI
     /// The request target as sent.
-    public let target: String
-    public let version: HTTPVersion
-    public let headers: HTTPHeaders
+    public internal(set) var target: String
+    public internal(set) var version: HTTPVersion
+    public internal(set) var headers: HTTPHeaders
     /// Trailer fields of a chunked body.
     public internal(set) var trailers = HTTPHeaders()
-    public let body = EventBuffer()
+    public internal(set) var body = EventBuffer()
     public let peer: SocketAddress
     /// Strong (a weak reference would put every connection's reference
     /// counting on the runtime's slow path): the connection holds the
@@ -35,6 +40,16 @@ public final class HTTPServerRequest: @unchecked Sendable {
         headers = head.headers
         self.peer = peer
         self.connection = connection
+    }
+
+    /// Makes a spent request (uniquely held, body empty) the next one.
+    func reuse(head: HTTPRequestHead, uri: HTTPURI) {
+        method = head.method
+        self.uri = uri
+        target = head.target
+        version = head.version
+        headers = head.headers
+        if !trailers.fields.isEmpty { trailers = HTTPHeaders() }
     }
 
     /// The whole response (libevent's `evhttp_send_reply`). Content-Length,
@@ -131,6 +146,8 @@ final class HTTPServerConnection: @unchecked Sendable {
     private var scratch: [UInt8] = []
     /// The buffered start of the input while a request head is parsed.
     private var headBytes: [UInt8] = []
+    /// The last answered request, reused for the next if nobody kept it.
+    private var spare: HTTPServerRequest?
 
     init(server: HTTPServer, bufferEvent: BufferEvent, peer: SocketAddress) {
         self.server = server
@@ -217,8 +234,16 @@ final class HTTPServerConnection: @unchecked Sendable {
                     return nil
                 }
                 try? input.drain(end)
-                let head = try HTTPSyntax.requestHead(bytes[0..<(end - 4)].drop { $0 == 0x0D || $0 == 0x0A }, limits: limits)
-                let request = try makeRequest(head)
+                // The last request's object and header storage, when nobody else holds them.
+                let recycled = takeSpare()
+                var headers = HTTPHeaders()
+                if let recycled {
+                    swap(&headers, &recycled.headers)
+                    headers.removeAll()
+                }
+                let head = try HTTPSyntax.requestHead(
+                    bytes[0..<(end - 4)].drop { $0 == 0x0D || $0 == 0x0A }, limits: limits, headers: &headers)
+                let request = try makeRequest(head, reusing: recycled)
                 let framing = try HTTPSyntax.requestFraming(head, limits: limits)
                 headDeadline = .max
                 if head.version == .http11, head.headers.hasToken("Expect", "100-continue"), framing != .none {
@@ -275,7 +300,7 @@ final class HTTPServerConnection: @unchecked Sendable {
         setReadTimeout(nil)
     }
 
-    private func makeRequest(_ head: HTTPRequestHead) throws(HTTPParseError) -> HTTPServerRequest {
+    private func makeRequest(_ head: HTTPRequestHead, reusing recycled: HTTPServerRequest?) throws(HTTPParseError) -> HTTPServerRequest {
         let hosts = head.headers.count(of: "Host")
         if head.version == .http11 {
             guard hosts == 1 else {
@@ -299,7 +324,24 @@ final class HTTPServerConnection: @unchecked Sendable {
         } catch {
             throw HTTPParseError(.badRequest, "\(error)")
         }
+        if let recycled {
+            recycled.reuse(head: head, uri: uri)
+            return recycled
+        }
         return HTTPServerRequest(head: head, uri: uri, peer: peer, connection: self)
+    }
+
+    /// The last answered request, if the connection holds the only
+    /// reference to it and to its (empty, callback-free) body.
+    private func takeSpare() -> HTTPServerRequest? {
+        defer { spare = nil }
+        guard isKnownUniquelyReferenced(&spare), let request = spare,
+            isKnownUniquelyReferenced(&request.body), request.body.count == 0, !request.body.hasCallbacks
+        else { return nil }
+        // Whatever another thread did with the request before dropping it
+        // happens before it is reused.
+        atomicMemoryFence(ordering: .acquiring)
+        return request
     }
 
     // MARK: responding (any thread)
@@ -356,7 +398,7 @@ final class HTTPServerConnection: @unchecked Sendable {
             if request.method != .head && !(status.code < 200 || status.code == 204 || status.code == 304) {
                 try? bufferEvent.write(buffer: body)
             }
-            responseDone()
+            responseDone(request)
         }
     }
 
@@ -369,7 +411,7 @@ final class HTTPServerConnection: @unchecked Sendable {
             if request.method != .head && !(status.code < 200 || status.code == 204 || status.code == 304) {
                 try? bufferEvent.write(body)
             }
-            responseDone()
+            responseDone(request)
         }
     }
 
@@ -403,14 +445,15 @@ final class HTTPServerConnection: @unchecked Sendable {
         lock.withLock {
             guard case .streaming(let current, let chunked) = state, current === request else { return }
             if chunked { try? bufferEvent.write("0\r\n\r\n") }
-            responseDone()
+            responseDone(request)
         }
     }
 
     /// After a complete response: close once written, or go on with the
     /// next (possibly already buffered, pipelined) request.
-    private func responseDone() {
+    private func responseDone(_ request: HTTPServerRequest) {
         requestsServed += 1
+        spare = request
         if closeAfterResponse {
             state = .closing
             if bufferEvent.output.count == 0 { finishClosing() }
@@ -531,6 +574,7 @@ final class HTTPServerConnection: @unchecked Sendable {
             headerTimer = nil
             lingerTimer = nil
             kick = nil
+            spare = nil
             return true
         }
         guard wasOpen else { return }

@@ -44,6 +44,7 @@ public final class HTTPServerRequest: @unchecked Sendable {
 
     /// Makes a spent request (uniquely held, body empty) the next one.
     func reuse(head: HTTPRequestHead, uri: HTTPURI) {
+        closeAction = nil
         method = head.method
         self.uri = uri
         target = head.target
@@ -97,6 +98,30 @@ public final class HTTPServerRequest: @unchecked Sendable {
 
     /// Whether the connection this request came on is gone.
     public var isConnectionClosed: Bool { connection.isClosed }
+
+    /// Called once if the connection closes before the request is answered
+    /// (an async handler's task is cancelled through it). Guarded by the
+    /// connection's lock.
+    var closeAction: (@Sendable () -> Void)?
+
+    /// Runs `action` if the connection closes before this request is
+    /// answered (at once if it already has).
+    func onConnectionClose(_ action: @escaping @Sendable () -> Void) {
+        let closed = connection.lock.withLock { () -> Bool in
+            if connection.isClosedLocked { return true }
+            closeAction = action
+            return false
+        }
+        if closed { action() }
+    }
+
+    func connectionClosed() {
+        let action = connection.lock.withLock { () -> (@Sendable () -> Void)? in
+            defer { closeAction = nil }
+            return closeAction
+        }
+        action?()
+    }
 }
 
 /// One server connection's state machine; guarded by `lock`.
@@ -162,6 +187,9 @@ final class HTTPServerConnection: @unchecked Sendable {
     var isClosed: Bool { lock.withLock { isClosedState } }
 
     private var isClosedState: Bool { if case .closed = state { true } else { false } }
+
+    /// Whether the connection is closed; the lock is held.
+    var isClosedLocked: Bool { isClosedState }
 
     func start() {
         bufferEvent.setCallbacks(
@@ -565,8 +593,13 @@ final class HTTPServerConnection: @unchecked Sendable {
     }
 
     func close() {
+        var unanswered: HTTPServerRequest? = nil
         let wasOpen = lock.withLock { () -> Bool in
-            if case .closed = state { return false }
+            switch state {
+            case .closed: return false
+            case .handling(let request), .streaming(let request, _): unanswered = request
+            default: break
+            }
             state = .closed
             try? headerTimer?.finalize { _ in }
             try? lingerTimer?.finalize { _ in }
@@ -580,5 +613,8 @@ final class HTTPServerConnection: @unchecked Sendable {
         guard wasOpen else { return }
         bufferEvent.free()
         server.connectionClosed(self)
+        // Whoever still works on a request whose connection is gone (an
+        // async handler's task) is told, outside every lock.
+        unanswered?.connectionClosed()
     }
 }

@@ -29,11 +29,17 @@ extension EventBase {
         wakeLoopIfNeeded()
     }
 
-    /// Deletes every event, runs pending finalizers and closes the backend
-    /// (libevent's `event_base_free`). The loop must not be running. After
-    /// it, every use of the base or its events fails with `baseShutDown`.
+    /// Runs the jobs still waiting on the base's executors, deletes every
+    /// event, runs pending finalizers and closes the backend (libevent's
+    /// `event_base_free`). The loop must not be running. The jobs run first,
+    /// on the calling thread acting as the loop thread (``isLoopThread`` is
+    /// true there), until none is left; a job enqueued after that stops the
+    /// program (``EventBaseExecutor``). After it, every use of the base or
+    /// its events fails with `baseShutDown`.
     public func shutdown() throws(EventError) {
         if loopRunning.load(ordering: .acquiring) { throw .loopRunning(call: "EventBase.shutdown") }
+        if discipline == .owned { checkOwner("EventBase.shutdown") }
+        if !shutDown.load(ordering: .acquiring) { runJobsLeftAndCloseQueue() }
         try withWriter("EventBase.shutdown") { () throws(EventError) in
             guard !self.shutDown.load(ordering: .acquiring) else { return }
             if self.loopRunning.load(ordering: .acquiring) { throw .loopRunning(call: "EventBase.shutdown") }

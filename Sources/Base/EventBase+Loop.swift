@@ -71,6 +71,7 @@ extension EventBase {
         while true {
             drainHandoff()
             runPosted()
+            runJobs()
             if exitRequested.exchange(false, ordering: .acquiring) {
                 lastExit = .exit
                 return .finished
@@ -82,10 +83,10 @@ extension EventBase {
             continueRequested.store(false, ordering: .relaxed)
 
             var timeout: Int64 = 0
-            if activeCount == 0 && !options.contains(.nonBlocking) {
+            if activeCount == 0 && jobs.isEmpty && !options.contains(.nonBlocking) {
                 timeout = nextTimeout(now: MonotonicClock.now())
             }
-            if !options.contains(.noExitOnEmpty) && userEventCount == 0 && activeCount == 0 && posted.isEmpty {
+            if !options.contains(.noExitOnEmpty) && userEventCount == 0 && activeCount == 0 && posted.isEmpty && jobs.isEmpty {
                 lastExit = .noEvents
                 return .noEvents
             }

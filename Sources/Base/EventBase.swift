@@ -68,7 +68,7 @@ public final class EventBase: @unchecked Sendable {
     /// cross-thread delete waits on.
     let callbackEpoch = Atomic<UInt64>(0)
     let shutDown = Atomic<Bool>(false)
-    /// The base as an actor executor, made at the end of init.
+    /// The base as an actor executor and as a task executor, made at the end of init.
     let executorSlot = ExecutorSlot()
     /// Requests from other threads to the rcu writer: events with pending
     /// intents, and closures needing writer access (any writer runs them).
@@ -76,6 +76,8 @@ public final class EventBase: @unchecked Sendable {
     let writerWork = HandoffStack<PostedWork>()
     /// Closures posted with ``post(_:)``; only the loop runs them.
     let posted = HandoffStack<PostedWork>()
+    /// Jobs enqueued on the base's executors; only the loop runs them.
+    let jobs = JobQueue()
     /// The descriptor table lock-free readers use (rcu).
     let publishedTable: Atomic<Unmanaged<EventListTable>>
     /// Activations merged into an already pending one.
@@ -181,6 +183,7 @@ public final class EventBase: @unchecked Sendable {
             _ = line.withUTF8 { write(STDERR_FILENO, $0.baseAddress, $0.count) }
         }
         executorSlot.executor = EventBaseExecutor(base: self)
+        executorSlot.taskExecutor = EventBaseTaskExecutor(base: self)
     }
 
     deinit {

@@ -1,0 +1,150 @@
+import EventBuffers
+import EventCore
+import EventHTTP
+import EventLocking
+import EventTestSupport
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+/// A server with async routes, its loop on its own thread; on an owned base
+/// everything is set up on the loop thread (through `post`).
+final class AsyncHTTPFixture: @unchecked Sendable {
+    // Written once before init returns; the server is used on the loop
+    // thread only (owned) or under its locks (shared).
+    let base: EventBase
+    private(set) var server: HTTPServer!
+    private(set) var port: UInt16 = 0
+    private let loop: TestThread
+
+    init(shared: Bool, routes: @escaping @Sendable (HTTPServer) -> Void) throws {
+        let ready = Latch()
+        let box = Box<EventBase>()
+        let provider: any LockProvider = shared ? MutexLockProvider() : NoLockProvider()
+        loop = TestThread {
+            guard let base = try? EventBase(.init(method: .epoll, lockProvider: provider)) else { return }
+            box.value = base
+            ready.open()
+            _ = try? base.loop(.noExitOnEmpty)
+            try? base.shutdown()
+        }
+        #expect(ready.wait())
+        base = try #require(box.value)
+        let made = Latch()
+        let result = Mutex<(HTTPServer, UInt16)?>(nil)
+        try base.post { [base] in
+            let server = HTTPServer(base: base)
+            routes(server)
+            let port = (try? server.bind(try SocketAddress(ipv4: "127.0.0.1", port: 0)))?.port ?? 0
+            result.withLock { $0 = (server, port) }
+            made.open()
+        }
+        #expect(made.wait())
+        (server, port) = try #require(result.withLock { $0 })
+    }
+
+    func stop() {
+        let server = self.server
+        try? base.post { [base] in
+            server?.free()
+            try? base.loopExit()
+        }
+        loop.join()
+    }
+}
+
+@Suite("Swift concurrency: an HTTP server with async handlers")
+struct AsyncHTTPServerTests {
+    private func curl(_ arguments: [String]) throws -> String {
+        try Shell.run("/usr/bin/curl", ["-sS", "--max-time", "20"] + arguments)
+    }
+
+    @Test(arguments: [false, true])
+    func asyncHandlersRunOnTheLoopThread(shared: Bool) throws {
+        let fixture = try AsyncHTTPFixture(shared: shared) { server in
+            let base = server.base
+            server.route("/where", async: { request in
+                let before = base.isLoopThread
+                try await Task.sleep(for: .milliseconds(20))
+                let after = base.isLoopThread
+                return HTTPServerResponse(.ok, headers: HTTPHeaders([("X-Path", request.uri.path)]), body: "\(before) \(after)")
+            })
+            server.route("/fail", async: { _ in
+                struct Oops: Error {}
+                throw Oops()
+            })
+            server.route("/sync") { $0.respond(.ok, body: "sync") }
+        }
+        defer { fixture.stop() }
+        let url = "http://127.0.0.1:\(fixture.port)"
+        let output = try curl(["-i", url + "/where"])
+        #expect(output.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(output.contains("X-Path: /where"))
+        #expect(output.hasSuffix("\r\n\r\ntrue true"), "\(output.debugDescription)")
+        let failed = try curl(["-i", url + "/fail"])
+        #expect(failed.hasPrefix("HTTP/1.1 500 "))
+        // Async and callback routes side by side, one kept-alive connection.
+        let both = try curl([url + "/where", url + "/sync", url + "/where"])
+        #expect(both == "true truesynctrue true")
+    }
+
+    @Test(arguments: [false, true])
+    func aClientThatLeavesCancelsTheHandlersTask(shared: Bool) throws {
+        let started = Latch()
+        let cancelled = Latch()
+        let fixture = try AsyncHTTPFixture(shared: shared) { server in
+            server.route("/slow", async: { _ in
+                started.open()
+                do {
+                    try await Task.sleep(for: .seconds(60))
+                } catch {
+                    cancelled.open()
+                    throw error
+                }
+                return HTTPServerResponse(body: "too late")
+            })
+        }
+        defer { fixture.stop() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = fixture.port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let request = Array("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        #expect(started.wait(timeout: .seconds(20)))
+        let begin = ContinuousClock.now
+        close(fd)
+        #expect(cancelled.wait(timeout: .seconds(20)))
+        #expect(ContinuousClock.now - begin < .seconds(20))
+    }
+
+    @Test(arguments: [false, true])
+    func manyConcurrentAsyncRequests(shared: Bool) throws {
+        actor Tally {
+            var count = 0
+            func next() -> Int {
+                count += 1
+                return count
+            }
+        }
+        let tally = Tally()
+        let fixture = try AsyncHTTPFixture(shared: shared) { server in
+            server.route("/count", async: { _ in
+                // Suspends (an actor hop) before answering.
+                _ = await tally.next()
+                return HTTPServerResponse(body: "ok\n")
+            })
+        }
+        defer { fixture.stop() }
+        let url = "http://127.0.0.1:\(fixture.port)/count"
+        let output = try curl(["--no-progress-meter", "--parallel", "--parallel-max", "50"] + Array(repeating: url, count: 300))
+        #expect(output.split(separator: "\n").count == 300)
+        #expect(output.split(separator: "\n").allSatisfy { $0 == "ok" }, "\(output.split(separator: "\n").filter { $0 != "ok" })")
+    }
+}

@@ -54,6 +54,8 @@ public final class ConnectionListener: @unchecked Sendable {
     /// Connections accepted just as the listener was disabled: delivered
     /// when it is enabled again, closed if it is freed.
     private var parked: [(fd: Int32, peer: SocketAddress)] = []
+    /// Runs once when the listener is freed (ends an accept sequence).
+    private var freeHandler: (@Sendable () -> Void)?
     /// The longest pause after running out of descriptors.
     public static let maximumBackoff: Duration = .seconds(1)
 
@@ -144,22 +146,34 @@ public final class ConnectionListener: @unchecked Sendable {
 
     public var isAccepting: Bool { lock.withLock { isEnabled && !backingOff } }
 
+    /// Sets what runs once when the listener is freed; false (and not set)
+    /// if it already was.
+    func setFreeHandler(_ handler: (@Sendable () -> Void)?) -> Bool {
+        lock.withLock {
+            guard !isFreed else { return false }
+            freeHandler = handler
+            return true
+        }
+    }
+
     /// Stops accepting for good and closes the socket with `.closeOnFree`,
     /// once the listening event can no longer fire (libevent's `evconnlistener_free`).
     public func free() {
-        let (event, timer) = lock.withLock { () -> (Event?, Event?) in
-            guard !isFreed else { return (nil, nil) }
+        let (event, timer, freed) = lock.withLock { () -> (Event?, Event?, (@Sendable () -> Void)?) in
+            guard !isFreed else { return (nil, nil, nil) }
             isFreed = true
             isEnabled = false
             acceptCallback = nil
             errorCallback = nil
             for connection in parked { Glibc.close(connection.fd) }
             parked.removeAll()
-            let taken = (self.event, backoffTimer)
+            let taken = (self.event, backoffTimer, freeHandler)
             self.event = nil
             backoffTimer = nil
+            freeHandler = nil
             return taken
         }
+        freed?()
         try? timer?.finalize { _ in }
         let fd = self.fd
         let close = options.contains(.closeOnFree)

@@ -86,7 +86,7 @@ actor Tally {
     }
 }
 
-/// The README example (ACTOR_README_SNIPPET.md), as it is printed there.
+/// The README example (README.md, "an actor running on a base"), as it is printed there.
 /// Counts connections; runs on the loop thread, next to the base's callbacks.
 actor ConnectionCounter {
     let base: EventBase

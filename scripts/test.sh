@@ -20,7 +20,7 @@ swift test --skip-build
 echo "== stress and threading tests under ThreadSanitizer"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
-    --filter 'SharedBaseStressTests|BufferEventStressTests|ThreadingTests|BufferThreadingTests|SSLFlowTests|DNSStressTests'
+    --filter 'SharedBaseStressTests|BufferEventStressTests|ThreadingTests|BufferThreadingTests|SSLFlowTests|DNSStressTests|HTTPStressTests|HTTPRequestReuseTests|EventAsyncTests'
 echo "== benchmarks, briefly (smoke: every program runs and prints its summary)"
 Benchmarks/compare --quick
 bench=.build/release/event-bench

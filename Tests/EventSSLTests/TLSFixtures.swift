@@ -148,19 +148,11 @@ enum TLSKit {
 
     /// A raw TCP connection to 127.0.0.1:`port` (blocking).
     static func rawConnect(_ port: UInt16) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        do {
+            return try connectLoopback(port: port)
+        } catch let error as ShellError {
+            throw TLSFixtureError.command("connect", error.status, "")
         }
-        guard rc == 0 else {
-            close(fd)
-            throw TLSFixtureError.command("connect", errno, "")
-        }
-        return fd
     }
 
     static func pattern(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {

@@ -389,3 +389,21 @@ public func freeLoopbackPort() throws -> UInt16 {
     guard rc == 0 else { throw ShellError(command: "bind 127.0.0.1:0", status: errno, output: "") }
     return UInt16(bigEndian: address.sin_port)
 }
+
+/// A blocking TCP connection to 127.0.0.1:`port`; the error names the call.
+public func connectLoopback(port: UInt16) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else {
+        let error = errno
+        close(fd)
+        throw ShellError(command: "connect 127.0.0.1:\(port)", status: error, output: String(cString: strerror(error)))
+    }
+    return fd
+}

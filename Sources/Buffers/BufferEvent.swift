@@ -141,8 +141,9 @@ open class BufferEvent: @unchecked Sendable {
         // side table, and every retain and release of the bufferevent would
         // take the runtime's slow path. The deferred-delivery event holds
         // the bufferevent until free() finalizes it (as the socket events
-        // do); the observers are unowned and cleared (under the buffers'
-        // lock) in deinit, before the memory goes.
+        // do), so a bufferevent must be freed, as in libevent; the observers
+        // are unowned, cleared by free() (under the buffers' lock) and again
+        // in deinit, before the memory goes.
         deferredDelivery = try Event(base: base, fd: -1, flags: [.finalize]) { [self] _, _ in
             deliverCallbacks()
         }

@@ -184,12 +184,10 @@ final class HTTPServerConnection: @unchecked Sendable {
         lock = base.lockProvider.makeLock(.recursive)
     }
 
-    var isClosed: Bool { lock.withLock { isClosedState } }
-
-    private var isClosedState: Bool { if case .closed = state { true } else { false } }
+    var isClosed: Bool { lock.withLock { isClosedLocked } }
 
     /// Whether the connection is closed; the lock is held.
-    var isClosedLocked: Bool { isClosedState }
+    var isClosedLocked: Bool { if case .closed = state { true } else { false } }
 
     func start() {
         bufferEvent.setCallbacks(
@@ -577,7 +575,7 @@ final class HTTPServerConnection: @unchecked Sendable {
 
     private func applyReadTimeout() {
         let timeout = readTimeoutWanted
-        guard readTimeoutSet != timeout, !isClosedState else { return }
+        guard readTimeoutSet != timeout, !isClosedLocked else { return }
         readTimeoutSet = timeout
         try? bufferEvent.setTimeouts(read: timeout, write: configuration.writeTimeout)
     }

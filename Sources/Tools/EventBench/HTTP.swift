@@ -128,10 +128,11 @@ struct HTTPLoad: ParsableCommand {
                     let input = bev.input
                     while true {
                         if parse.bodyLeft < 0 {
-                            guard let end = input.search([13, 10, 13, 10]) else { return }
-                            let head = (try? input.copyOut(count: end.offset)) ?? []
+                            guard let end = input.search(Self.headEnd) else { return }
+                            // In place: no copy of the head, no strings.
+                            let head = (try? input.pullUp(end.offset)) ?? nil
+                            parse.bodyLeft = head.map(Self.contentLength) ?? 0
                             try? input.drain(end.offset + 4)
-                            parse.bodyLeft = Self.contentLength(head)
                         }
                         guard input.count >= parse.bodyLeft else { return }
                         try? input.drain(parse.bodyLeft)
@@ -178,21 +179,28 @@ struct HTTPLoad: ParsableCommand {
         try summary.emit(csv: common.csv)
     }
 
-    /// Content-Length in a response head (0 when absent).
-    static func contentLength(_ head: [UInt8]) -> Int {
-        let text = String(decoding: head, as: UTF8.self)
-        for line in text.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
-            return Int(line.dropFirst(15).trimmingCharacters(in: " \t")) ?? 0
+    static let headEnd: [UInt8] = [13, 10, 13, 10]
+    static let lengthName = Array("content-length:".utf8)
+
+    /// Content-Length in a response head (0 when absent), read byte by byte.
+    static func contentLength(_ head: UnsafeRawBufferPointer) -> Int {
+        let name = lengthName
+        var lineStart = 0
+        while lineStart < head.count {
+            var lineEnd = lineStart
+            while lineEnd < head.count && head[lineEnd] != 13 { lineEnd += 1 }
+            if lineEnd - lineStart > name.count,
+                (0..<name.count).allSatisfy({ head[lineStart + $0] | 0x20 == name[$0] | 0x20 })
+            {
+                var value = 0
+                for index in (lineStart + name.count)..<lineEnd {
+                    let byte = head[index]
+                    if byte >= 48 && byte <= 57 { value = value * 10 + Int(byte - 48) }
+                }
+                return value
+            }
+            lineStart = lineEnd + 2
         }
         return 0
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var text = self
-        while let first = text.first, set.contains(first) { text = text.dropFirst() }
-        while let last = text.last, set.contains(last) { text = text.dropLast() }
-        return String(text)
     }
 }

@@ -23,10 +23,13 @@ extension HTTPServer {
 
     /// Routes `path` to an async handler (a thin layer over ``route(_:_:)``).
     /// Each request runs as a task whose executor is the base
-    /// (`base.taskExecutor`): it starts on the loop thread and comes back to
-    /// it after every suspension, so the handler shares the loop's thread
-    /// with the callbacks, and the response is written there. A client that
-    /// disconnects before the answer cancels the task.
+    /// (`base.taskExecutor`), started immediately (`Task.immediate`): it runs
+    /// inside the read callback up to its first suspension (a handler that
+    /// never suspends answers in that same pass, as a callback would) and
+    /// comes back to the loop thread after every suspension, so the handler
+    /// shares the loop's thread with the callbacks and the response is
+    /// written there. A client that disconnects before the answer cancels
+    /// the task.
     public func route(_ path: String, async handler: @escaping AsyncHandler) {
         route(path, Self.bridge(base, handler))
     }
@@ -39,7 +42,7 @@ extension HTTPServer {
     static func bridge(_ base: EventBase, _ handler: @escaping AsyncHandler) -> Handler {
         let executor = base.taskExecutor
         return { request in
-            let task = Task(executorPreference: executor) {
+            let task = Task.immediate(executorPreference: executor) {
                 let response: HTTPServerResponse
                 do {
                     response = try await handler(request)

@@ -53,7 +53,7 @@ extension HTTPServer {
                 }
                 request.respond(response.status, headers: response.headers, body: response.body)
             }
-            request.onConnectionClose { task.cancel() }
+            request.cancelOnConnectionClose(task)
         }
     }
 }

@@ -44,7 +44,7 @@ public final class HTTPServerRequest: @unchecked Sendable {
 
     /// Makes a spent request (uniquely held, body empty) the next one.
     func reuse(head: HTTPRequestHead, uri: HTTPURI) {
-        closeAction = nil
+        handlerTask = nil
         method = head.method
         self.uri = uri
         target = head.target
@@ -99,28 +99,27 @@ public final class HTTPServerRequest: @unchecked Sendable {
     /// Whether the connection this request came on is gone.
     public var isConnectionClosed: Bool { connection.isClosed }
 
-    /// Called once if the connection closes before the request is answered
-    /// (an async handler's task is cancelled through it). Guarded by the
-    /// connection's lock.
-    var closeAction: (@Sendable () -> Void)?
+    /// The async handler's task, cancelled if the connection closes before
+    /// the request is answered. Guarded by the connection's lock.
+    var handlerTask: Task<Void, Never>?
 
-    /// Runs `action` if the connection closes before this request is
+    /// Cancels `task` if the connection closes before this request is
     /// answered (at once if it already has).
-    func onConnectionClose(_ action: @escaping @Sendable () -> Void) {
+    func cancelOnConnectionClose(_ task: Task<Void, Never>) {
         let closed = connection.lock.withLock { () -> Bool in
             if connection.isClosedLocked { return true }
-            closeAction = action
+            handlerTask = task
             return false
         }
-        if closed { action() }
+        if closed { task.cancel() }
     }
 
     func connectionClosed() {
-        let action = connection.lock.withLock { () -> (@Sendable () -> Void)? in
-            defer { closeAction = nil }
-            return closeAction
+        let task = connection.lock.withLock { () -> Task<Void, Never>? in
+            defer { handlerTask = nil }
+            return handlerTask
         }
-        action?()
+        task?.cancel()
     }
 }
 

@@ -11,12 +11,13 @@ public func withCancellableCallback<Value: Sendable, Failure: Error>(
     let canceller = Canceller()
     let result: Result<Value, Failure> = await withTaskCancellationHandler {
         await withCheckedContinuation { continuation in
-            let cancel = start { result in continuation.resume(returning: result) }
+            let cancel = start { result in continuation.resumeOrdered(returning: result) }
             canceller.install(cancel)
         }
     } onCancel: {
         canceller.cancel()
     }
+    ResumeOrdering.afterResume()
     if Task.isCancelled, case .failure = result { throw CancellationError() }
     return try result.get()
 }
@@ -47,5 +48,33 @@ private final class Canceller: Sendable {
             return action
         }
         action?()
+    }
+}
+
+/// Makes what a thread did before resuming a continuation visible to
+/// ThreadSanitizer as happening before the resumed task goes on. The
+/// concurrency runtime orders the two, but it is not instrumented, and when
+/// a continuation is resumed before its task reaches the await (the task
+/// then goes on without suspending) TSan sees no ordering: a buffer made on
+/// the loop thread and read by the task was reported as a race. A
+/// releasing increment before the resume and an acquiring load after the
+/// await make the ordering explicit (two atomic operations per hand-over).
+package enum ResumeOrdering {
+    private static let handOvers = Atomic<UInt>(0)
+
+    @inline(__always)
+    package static func beforeResume() { handOvers.add(1, ordering: .releasing) }
+
+    @inline(__always)
+    package static func afterResume() { _ = handOvers.load(ordering: .acquiring) }
+}
+
+extension CheckedContinuation {
+    /// `resume(returning:)` after ``ResumeOrdering/beforeResume()``; the
+    /// awaiting side calls ``ResumeOrdering/afterResume()``.
+    @inline(__always)
+    package func resumeOrdered(returning value: sending T) {
+        ResumeOrdering.beforeResume()
+        resume(returning: value)
     }
 }

@@ -116,22 +116,49 @@ public final class AsyncBufferEvent: Sendable {
     /// One task iterates at a time.
     public var received: ReceivedChunks { ReceivedChunks(connection: self) }
 
+    /// The same chunks as buffers the bytes were moved into, not copied
+    /// (see ``receiveBuffer()``).
+    public var receivedBuffers: ReceivedBuffers { ReceivedBuffers(connection: self) }
+
     /// The next chunk received; nil at end of file or after ``close()``.
     /// Waits while nothing is buffered. One task receives at a time.
     public func receive() async throws -> [UInt8]? {
+        switch try await nextChunk(asBuffer: false) {
+        case .bytes(let bytes): return bytes
+        case .buffer(let buffer): return try buffer.remove(upTo: buffer.count)
+        case nil: return nil
+        }
+    }
+
+    /// The same without copying: the buffered bytes are moved (their
+    /// segments, not the bytes) into a new ``EventBuffer``, which
+    /// ``write(buffer:)`` can move on in turn — an echo copies nothing.
+    public func receiveBuffer() async throws -> EventBuffer? {
+        switch try await nextChunk(asBuffer: true) {
+        case .buffer(let buffer): return buffer
+        case .bytes(let bytes):
+            let buffer = EventBuffer()
+            try buffer.add(bytes)
+            return buffer
+        case nil: return nil
+        }
+    }
+
+    private func nextChunk(asBuffer: Bool) async throws -> Chunk? {
         let state = self.state
         let bufferEvent = self.bufferEvent
         let outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ReadOutcome, Never>) in
                 do {
-                    try bufferEvent.base.runWhereAllowed { state.receive(continuation, from: bufferEvent) }
+                    try bufferEvent.base.runWhereAllowed { state.receive(continuation, asBuffer: asBuffer, from: bufferEvent) }
                 } catch {
-                    continuation.resume(returning: .failed(.baseShutDown))
+                    continuation.resumeOrdered(returning: .failed(.baseShutDown))
                 }
             }
         } onCancel: {
             try? bufferEvent.base.runWhereAllowed { state.cancelReceiving(bufferEvent) }
         }
+        ResumeOrdering.afterResume()
         switch outcome {
         case .chunk(let chunk): return chunk
         case .end: return nil
@@ -154,6 +181,16 @@ public final class AsyncBufferEvent: Sendable {
 
     public func write(_ text: String) async throws {
         try await write(Array(text.utf8))
+    }
+
+    /// Moves the contents of `buffer` to the output (libevent's
+    /// `bufferevent_write_buffer`: segments move, bytes are not copied; the
+    /// buffer is left empty) and returns once the output has drained to the
+    /// write low watermark, as ``write(_:)-(some Collection<UInt8> & Sendable)``.
+    public func write(buffer: EventBuffer) async throws {
+        try await waitForOutput(limit: configuration.writeLowWatermark) { bufferEvent throws(BufferError) in
+            try bufferEvent.write(buffer: buffer)
+        }
     }
 
     /// Flushes and frees (libevent's `bufferevent_free` after the output
@@ -196,13 +233,14 @@ public final class AsyncBufferEvent: Sendable {
                         state.write(limit: limit, adding: adding, cancellation, continuation, to: bufferEvent)
                     }
                 } catch {
-                    continuation.resume(returning: .failed(.baseShutDown))
+                    continuation.resumeOrdered(returning: .failed(.baseShutDown))
                 }
             }
         } onCancel: {
             cancellation.isCancelled.store(true, ordering: .sequentiallyConsistent)
             try? bufferEvent.base.runWhereAllowed { state.cancelWriter(cancellation, bufferEvent) }
         }
+        ResumeOrdering.afterResume()
         switch outcome {
         case .done: return
         case .failed(let error): throw error
@@ -229,6 +267,24 @@ extension AsyncBufferEvent {
     }
 }
 
+extension AsyncBufferEvent {
+    /// The chunks as moved buffers (see ``AsyncBufferEvent/receivedBuffers``).
+    public struct ReceivedBuffers: AsyncSequence, Sendable {
+        public typealias Element = EventBuffer
+        let connection: AsyncBufferEvent
+
+        public func makeAsyncIterator() -> Iterator { Iterator(connection: connection) }
+
+        public struct Iterator: AsyncIteratorProtocol {
+            let connection: AsyncBufferEvent
+
+            public mutating func next() async throws -> EventBuffer? {
+                try await connection.receiveBuffer()
+            }
+        }
+    }
+}
+
 extension EventBase {
     /// Runs `body` at once when the calling thread may use this base
     /// directly (any thread of a shared base, the owner thread of an owned
@@ -244,9 +300,15 @@ extension EventBase {
     }
 }
 
+/// What one receive hands over: a copy, or the segments moved into a buffer.
+enum Chunk: Sendable {
+    case bytes([UInt8])
+    case buffer(EventBuffer)
+}
+
 /// How a wait in ``AsyncBufferEvent/receive()`` ended.
 enum ReadOutcome: Sendable {
-    case chunk([UInt8])
+    case chunk(Chunk)
     case end
     case failed(AsyncBufferEventError)
     case cancelled
@@ -287,6 +349,8 @@ final class AsyncBufferEventState: @unchecked Sendable {
     private let maxChunk: Int
     private var readEnd = ReadEnd.open
     private var reader: CheckedContinuation<ReadOutcome, Never>?
+    /// Whether the waiting reader takes its chunk as a moved buffer.
+    private var readerWantsBuffer = false
     private var writeFailure: AsyncBufferEventError?
     private var writers: [Writer] = []
 
@@ -310,13 +374,18 @@ final class AsyncBufferEventState: @unchecked Sendable {
     // MARK: reading
 
     /// What a receiver gets now, or nil if it must wait (the lock is held).
-    private func readOutcome(_ input: EventBuffer) -> ReadOutcome? {
+    private func readOutcome(_ input: EventBuffer, asBuffer: Bool) -> ReadOutcome? {
         switch readEnd {
         case .cancelled: return .cancelled
         case .closed: return .end
         case .open, .endOfFile, .failed: break
         }
-        if input.count > 0 { return .chunk((try? input.remove(upTo: maxChunk)) ?? []) }
+        if input.count > 0 {
+            guard asBuffer else { return .chunk(.bytes((try? input.remove(upTo: maxChunk)) ?? [])) }
+            let chunk = EventBuffer()
+            _ = try? input.move(upTo: maxChunk, into: chunk)
+            return .chunk(.buffer(chunk))
+        }
         switch readEnd {
         case .open: return nil
         case .endOfFile, .closed: return .end
@@ -325,14 +394,15 @@ final class AsyncBufferEventState: @unchecked Sendable {
         }
     }
 
-    func receive(_ continuation: CheckedContinuation<ReadOutcome, Never>, from bufferEvent: BufferEvent) {
+    func receive(_ continuation: CheckedContinuation<ReadOutcome, Never>, asBuffer: Bool, from bufferEvent: BufferEvent) {
         let outcome = bufferEvent.lock.withLock { () -> ReadOutcome? in
             precondition(reader == nil, "SwiftEvent: two tasks receive from one AsyncBufferEvent at once")
-            if let outcome = readOutcome(bufferEvent.input) { return outcome }
+            if let outcome = readOutcome(bufferEvent.input, asBuffer: asBuffer) { return outcome }
             reader = continuation
+            readerWantsBuffer = asBuffer
             return nil
         }
-        if let outcome { continuation.resume(returning: outcome) }
+        if let outcome { continuation.resumeOrdered(returning: outcome) }
     }
 
     func cancelReceiving(_ bufferEvent: BufferEvent) {
@@ -342,7 +412,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
             defer { reader = nil }
             return reader
         }
-        waiting?.resume(returning: .cancelled)
+        waiting?.resumeOrdered(returning: .cancelled)
     }
 
     /// The read callback: bytes arrived (on the loop).
@@ -353,11 +423,11 @@ final class AsyncBufferEventState: @unchecked Sendable {
     /// Hands the waiting receiver what there is now.
     private func resumeReader(_ bufferEvent: BufferEvent) {
         let resumption = bufferEvent.lock.withLock { () -> (CheckedContinuation<ReadOutcome, Never>, ReadOutcome)? in
-            guard let reader, let outcome = readOutcome(bufferEvent.input) else { return nil }
+            guard let reader, let outcome = readOutcome(bufferEvent.input, asBuffer: readerWantsBuffer) else { return nil }
             self.reader = nil
             return (reader, outcome)
         }
-        if let (reader, outcome) = resumption { reader.resume(returning: outcome) }
+        if let (reader, outcome) = resumption { reader.resumeOrdered(returning: outcome) }
     }
 
     // MARK: writing
@@ -383,7 +453,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
             writers.append(Writer(cancellation: cancellation, limit: limit, continuation: continuation))
             return nil
         }
-        if let outcome { continuation.resume(returning: outcome) }
+        if let outcome { continuation.resumeOrdered(returning: outcome) }
     }
 
     func cancelWriter(_ cancellation: WriteCancellation, _ bufferEvent: BufferEvent) {
@@ -391,7 +461,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
             guard let index = writers.firstIndex(where: { $0.cancellation === cancellation }) else { return nil }
             return writers.remove(at: index)
         }
-        waiting?.continuation.resume(returning: .cancelled)
+        waiting?.continuation.resumeOrdered(returning: .cancelled)
     }
 
     /// The write callback: the output fell to the low watermark (on the loop).
@@ -402,7 +472,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
             writers.removeAll { $0.limit >= total }
             return done
         }
-        for writer in done { writer.continuation.resume(returning: .done) }
+        for writer in done { writer.continuation.resumeOrdered(returning: .done) }
     }
 
     // MARK: events and closing
@@ -430,7 +500,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
         }
         resumeReader(bufferEvent)
         if let error = failed.1 {
-            for writer in failed.0 { writer.continuation.resume(returning: .failed(error)) }
+            for writer in failed.0 { writer.continuation.resumeOrdered(returning: .failed(error)) }
         }
     }
 
@@ -445,7 +515,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
             return (self.reader, self.writers)
         }
         bufferEvent.free()
-        reader?.resume(returning: .end)
-        for writer in writers { writer.continuation.resume(returning: .failed(.closed)) }
+        reader?.resumeOrdered(returning: .end)
+        for writer in writers { writer.continuation.resumeOrdered(returning: .failed(.closed)) }
     }
 }

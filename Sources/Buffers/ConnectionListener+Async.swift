@@ -101,12 +101,13 @@ final class AcceptIteration: Sendable {
                 do {
                     try listener.base.runWhereAllowed { state.next(continuation, listener) }
                 } catch {
-                    continuation.resume(returning: .failed(.baseShutDown))
+                    continuation.resumeOrdered(returning: .failed(.baseShutDown))
                 }
             }
         } onCancel: {
             try? listener.base.runWhereAllowed { state.stop(listener, cancelled: true) }
         }
+        ResumeOrdering.afterResume()
         switch outcome {
         case .connection(let connection, let peer): return (connection, peer)
         case .end: return nil
@@ -182,7 +183,7 @@ final class AcceptState: @unchecked Sendable {
         // A connection nobody wants is freed (its socket closed) when this
         // function returns, after the lock is released.
         if let consumer = keep(connection, peer, listener) {
-            consumer.resume(returning: .connection(connection, peer))
+            consumer.resumeOrdered(returning: .connection(connection, peer))
         }
     }
 
@@ -227,7 +228,7 @@ final class AcceptState: @unchecked Sendable {
             consumer = continuation
             return nil
         }
-        if let outcome { continuation.resume(returning: outcome) }
+        if let outcome { continuation.resumeOrdered(returning: outcome) }
     }
 
     /// Ends the iteration: the listener is disabled and its callback
@@ -251,7 +252,7 @@ final class AcceptState: @unchecked Sendable {
         // Frees the connections not handed over (closing their sockets),
         // without the lock.
         unwanted.removeAll()
-        consumer?.resume(returning: cancelled ? .cancelled : .end)
+        consumer?.resumeOrdered(returning: cancelled ? .cancelled : .end)
     }
 
     /// The listener was freed: the consumer gets what waits, then the end.
@@ -262,6 +263,6 @@ final class AcceptState: @unchecked Sendable {
             defer { self.consumer = nil }
             return self.consumer
         }
-        consumer?.resume(returning: .end)
+        consumer?.resumeOrdered(returning: .end)
     }
 }

@@ -275,6 +275,46 @@ struct AsyncBufferTests {
         try await running.onLoop { listener.free() }
     }
 
+    /// The zero-copy faces: chunks received as buffers (segments moved out
+    /// of the input) and written on with write(buffer:), which empties them.
+    /// 4 MB echoed through them arrive intact and in order.
+    @Test(arguments: AsyncBaseKind.allCases)
+    func echoWithMovedBuffers(_ kind: AsyncBaseKind) async throws {
+        let running = try IOLoopBase(kind)
+        defer { running.stop() }
+        let (listener, port) = try await running.listener()
+        let message = (0..<(4 * 1024 * 1024)).map(patternByte)
+        let client = TestThread {
+            guard let peer = try? Peer(port: port) else {
+                Issue.record("could not connect")
+                return
+            }
+            let reader = TestThread { #expect(peer.receiveNow(count: message.count) == message) }
+            #expect(peer.sendNow(message) == nil)
+            reader.join(timeout: .seconds(60))
+            peer.shutdownWrite()
+            #expect(peer.endNow(within: .seconds(30)) == .endOfFile)
+        }
+        var connections = listener.connections().makeAsyncIterator()
+        let (connection, _) = try #require(try await connections.next())
+        var echoed = 0
+        var allEmptied = true
+        var withinBound = true
+        for try await buffer in connection.receivedBuffers {
+            let count = buffer.count
+            withinBound = withinBound && count > 0 && count <= connection.configuration.readHighWatermark
+            try await connection.write(buffer: buffer)
+            allEmptied = allEmptied && buffer.count == 0
+            echoed += count
+        }
+        #expect(echoed == message.count)
+        #expect(withinBound)
+        #expect(allEmptied, "write(buffer:) moves the bytes out")
+        try await connection.close()
+        await blocking { client.join(timeout: .seconds(90)) }
+        try await running.onLoop { listener.free() }
+    }
+
     /// A slow consumer: the peer writes 16 MB, the consumer sleeps between
     /// chunks. The bytes buffered and not consumed never exceed the read high
     /// watermark plus one read, and all of them arrive intact and in order.

@@ -360,6 +360,7 @@ final class AsyncBufferEventState: @unchecked Sendable {
     func attach(to bufferEvent: BufferEvent, _ configuration: AsyncBufferEvent.Configuration) {
         bufferEvent.setWatermark(.read, low: 0, high: configuration.readHighWatermark)
         bufferEvent.setWatermark(.write, low: configuration.writeLowWatermark, high: 0)
+        bufferEvent.lock.withLock { bufferEvent.freeHandler = { [self] bufferEvent in freed(bufferEvent) } }
         bufferEvent.setCallbacks(
             read: { [self] bufferEvent in readable(bufferEvent) },
             write: { [self] bufferEvent in drained(bufferEvent) },
@@ -506,6 +507,14 @@ final class AsyncBufferEventState: @unchecked Sendable {
 
     /// Ends everything and frees the bufferevent.
     func close(_ bufferEvent: BufferEvent) {
+        // The free hook set in attach ends the waits (also when the owner
+        // frees the bufferevent itself rather than through close()).
+        bufferEvent.free()
+    }
+
+    /// The bufferevent was freed: a waiting receiver gets the end, waiting
+    /// writers `.closed` (called by free(), outside the lock).
+    private func freed(_ bufferEvent: BufferEvent) {
         let (reader, writers) = bufferEvent.lock.withLock { () -> (CheckedContinuation<ReadOutcome, Never>?, [Writer]) in
             readEnd = .closed
             defer {
@@ -514,7 +523,6 @@ final class AsyncBufferEventState: @unchecked Sendable {
             }
             return (self.reader, self.writers)
         }
-        bufferEvent.free()
         reader?.resumeOrdered(returning: .end)
         for writer in writers { writer.continuation.resumeOrdered(returning: .failed(.closed)) }
     }

@@ -124,6 +124,9 @@ open class BufferEvent: @unchecked Sendable {
     /// The most one read, or one write, moves (`bufferevent_set_max_single_read`).
     package var maxSingleRead = 16384
     package var maxSingleWrite = 16384
+    /// Told once, outside the lock, when ``free()`` runs (the async face
+    /// resumes the tasks waiting on the bufferevent through it).
+    package var freeHandler: (@Sendable (BufferEvent) -> Void)?
 
     /// Sets up the shared state; transports call it from their initializers.
     /// `sharingLockOf` makes two bufferevents one locking unit (the ends of a
@@ -277,9 +280,12 @@ open class BufferEvent: @unchecked Sendable {
     /// callback, the descriptor is closed once they are gone when
     /// `.closeOnFree` was given. Buffered output is dropped.
     public final func free() {
+        var handler: (@Sendable (BufferEvent) -> Void)? = nil
         lock.withLock {
             guard !isFreed else { return }
             isFreed = true
+            handler = freeHandler
+            freeHandler = nil
             readCallback = nil
             writeCallback = nil
             eventCallback = nil
@@ -299,6 +305,7 @@ open class BufferEvent: @unchecked Sendable {
         try? delivery?.finalize { _ in }
         input.withLock { input.observer = nil }
         output.withLock { output.observer = nil }
+        handler?(self)
     }
 
     /// Whether ``free()`` was called.

@@ -315,6 +315,36 @@ struct AsyncBufferTests {
         try await running.onLoop { listener.free() }
     }
 
+    /// The owner frees the bufferevent itself instead of calling close():
+    /// the task waiting to receive gets the end (it does not hang), later
+    /// writes throw `.closed`, and the socket is closed.
+    @Test(arguments: AsyncBaseKind.allCases)
+    func freeingTheBufferEventItselfEndsTheWaits(_ kind: AsyncBaseKind) async throws {
+        let running = try IOLoopBase(kind)
+        defer { running.stop() }
+        let (listener, port) = try await running.listener()
+        let peer = try Peer(port: port)
+        var connections = listener.connections().makeAsyncIterator()
+        let (connection, _) = try #require(try await connections.next())
+        let ended = AtomicFlag()
+        let receiver = Task {
+            defer { ended.value = true }
+            return try await connection.receive()
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(!ended.value, "nothing was sent: the receiver waits")
+        try await running.onLoop { connection.bufferEvent.free() }
+        #expect(await eventuallyAsync(timeout: .seconds(20)) { ended.value })
+        if ended.value {
+            #expect(try await receiver.value == nil)
+        } else {
+            receiver.cancel()
+        }
+        await #expect(throws: AsyncBufferEventError.closed) { try await connection.write("late") }
+        #expect(await peer.end(within: .seconds(20)) == .endOfFile)
+        try await running.onLoop { listener.free() }
+    }
+
     /// A slow consumer: the peer writes 16 MB, the consumer sleeps between
     /// chunks. The bytes buffered and not consumed never exceed the read high
     /// watermark plus one read, and all of them arrive intact and in order.

@@ -134,25 +134,33 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
         }
     }
 
+    /// One gathered write of the output, as much as the rate limit allows
+    /// (the lock is held). False when writing stops for now: rate-starved
+    /// (suspended until the next refill) or failed (reported).
+    private func writeWithinAllowance() -> Bool {
+        let allowance = writeAllowance
+        guard allowance > 0 else {
+            suspend(.write, .rateLimit)
+            rateLimiter?.noteStarved(self)
+            return false
+        }
+        output.unfreeze(end: false)
+        defer { output.freeze(end: false) }
+        do throws(BufferError) {
+            if case .transferred(let n) = try output.write(to: socket, maxBytes: allowance) { didWrite(n) }
+        } catch {
+            report([.writing, .error], errno: errnoOf(error), disabling: .write)
+            return false
+        }
+        return true
+    }
+
     /// The deferred write of output added since the last pass (on the loop).
     private func flushAddedOutput() {
         lock.withLock {
             flushPending = false
             guard !writeArmed && writingWanted && !connecting, socket >= 0, output.count > 0 else { return }
-            let allowance = writeAllowance
-            guard allowance > 0 else {
-                suspend(.write, .rateLimit)
-                rateLimiter?.noteStarved(self)
-                return
-            }
-            output.unfreeze(end: false)
-            defer { output.freeze(end: false) }
-            do throws(BufferError) {
-                if case .transferred(let n) = try output.write(to: socket, maxBytes: allowance) { didWrite(n) }
-            } catch {
-                report([.writing, .error], errno: errnoOf(error), disabling: .write)
-                return
-            }
+            guard writeWithinAllowance() else { return }
             // What the socket did not take (or a write timeout to run) waits for writability.
             if output.count > 0 { try? transportUpdate() }
         }
@@ -257,20 +265,7 @@ public final class SocketBufferEvent: BufferEvent, @unchecked Sendable {
                 report([.writing, .timeout], disabling: .write)
                 return
             }
-            let allowance = writeAllowance
-            guard allowance > 0 else {
-                suspend(.write, .rateLimit)
-                rateLimiter?.noteStarved(self)
-                return
-            }
-            output.unfreeze(end: false)
-            defer { output.freeze(end: false) }
-            do throws(BufferError) {
-                if case .transferred(let n) = try output.write(to: socket, maxBytes: allowance) { didWrite(n) }
-            } catch {
-                report([.writing, .error], errno: errnoOf(error), disabling: .write)
-                return
-            }
+            guard writeWithinAllowance() else { return }
             if output.total == 0 { try? transportUpdate() }
         }
         deliverCallbacksOrDefer(onLoop: true)

@@ -3,7 +3,8 @@
 # every test on every backend and lock provider, then the stress and
 # threading tests again under ThreadSanitizer, then every benchmark briefly
 # (a smoke run: each must run and print its summary; no timing is asserted)
-# and the steady-state allocation check.
+# and the steady-state allocation checks (events, timers, activations, actor
+# hops, and kept-alive HTTP requests).
 #
 # SWIFTEVENT_STRESS_SECONDS sets the length of each stress run (default 2).
 set -euo pipefail
@@ -90,3 +91,14 @@ cp Fuzz/corpus/* "$corpus"/
 rm -rf "$corpus"
 echo "== steady state: no allocation per dispatched event, timer re-arm or activation"
 "$bench" allocations -i 20000 --check
+echo "== steady state: no allocation per kept-alive HTTP request (hello world, 50 connections)"
+summary=$(mktemp)
+"$bench" http-serve --port 18097 --seconds 120 --count-allocations > "$summary" &
+server=$!
+sleep 1
+"$bench" http --port 18097 -c 50 -r 50000
+kill -TERM "$server"
+wait "$server"
+tail -1 "$summary"
+tail -1 "$summary" | awk -F'allocations_per_request=' '{ if ($2 == "" || $2 + 0 > 0.1) { print "FAIL: allocations per request: " $2; exit 1 } }'
+rm -f "$summary"

@@ -206,7 +206,7 @@ let package = Package(
         ),
         .target(
             name: "EventTestSupport",
-            dependencies: ["EventLocking"],
+            dependencies: ["EventLocking", "EventCore"],
             path: "Tests/Support",
             swiftSettings: strict
         ),

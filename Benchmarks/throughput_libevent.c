@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include "bench_loop.h"
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,18 +104,8 @@ static void setup_client(struct bufferevent *bev, struct client *c) {
 }
 
 static double run_once(const char *mode, const char *method, const char **backend_name) {
-    struct event_config *config = event_config_new();
-    if (method) {
-        const char **all = event_get_supported_methods();
-        for (int i = 0; all[i]; i++)
-            if (strcmp(all[i], method) != 0) event_config_avoid_method(config, all[i]);
-    }
-    struct event_base *base = event_base_new_with_config(config);
-    event_config_free(config);
-    if (!base) {
-        fprintf(stderr, "no libevent base for method %s\n", method ? method : "(default)");
-        exit(1);
-    }
+    /* threads (-t) were set up once in main */
+    struct event_base *base = bench_open_libevent(method, 0);
     *backend_name = event_base_get_method(base);
     finished = 0;
     failed = 0;

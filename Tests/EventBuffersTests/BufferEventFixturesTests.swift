@@ -40,7 +40,7 @@ enum BEFamily: String, Sendable, CaseIterable, CustomTestStringConvertible {
 enum BEKit {
     /// An owned base on epoll (no locks, one thread).
     static func ownedBase() throws -> EventBase {
-        try EventBase(.init(method: .epoll, lockProvider: NoLockProvider()))
+        try ownedEpollBase()
     }
 
     /// Runs the loop until `done()` holds (checked every 2 ms) or `timeout`
@@ -49,14 +49,7 @@ enum BEKit {
     static func run(
         _ base: EventBase, timeout: Duration = .seconds(3), until done: @escaping @Sendable () -> Bool
     ) throws -> Bool {
-        let deadline = now() + timeout
-        let ticker = try Event.timer(base: base, persist: true) { event, _ in
-            if done() || now() >= deadline { try? event.base.loopBreak() }
-        }
-        try ticker.add(timeout: .milliseconds(2))
-        try base.loop()
-        try ticker.delete()
-        return done()
+        try runLoop(base, timeout: timeout, until: done)
     }
 
     /// Runs the loop for `duration`, to see that something does not happen.

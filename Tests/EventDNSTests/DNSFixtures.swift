@@ -18,19 +18,12 @@ final class DNSVar<Value>: @unchecked Sendable {
 
 enum DNSKit {
     static func ownedBase() throws -> EventBase {
-        try EventBase(.init(method: .epoll, lockProvider: NoLockProvider()))
+        try ownedEpollBase()
     }
 
     @discardableResult
     static func run(_ base: EventBase, timeout: Duration = .seconds(5), until done: @escaping @Sendable () -> Bool) throws -> Bool {
-        let deadline = now() + timeout
-        let ticker = try Event.timer(base: base, persist: true) { event, _ in
-            if done() || now() >= deadline { try? event.base.loopBreak() }
-        }
-        try ticker.add(timeout: .milliseconds(2))
-        try base.loop()
-        try ticker.delete()
-        return done()
+        try runLoop(base, timeout: timeout, until: done)
     }
 
     static func address(_ port: UInt16) -> SocketAddress { try! SocketAddress(ipv4: "127.0.0.1", port: port) }

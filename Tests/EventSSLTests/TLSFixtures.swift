@@ -106,20 +106,13 @@ struct TestPKI: Sendable {
 
 enum TLSKit {
     static func ownedBase() throws -> EventBase {
-        try EventBase(.init(method: .epoll, lockProvider: NoLockProvider()))
+        try ownedEpollBase()
     }
 
     /// Runs the loop until `done()` holds or `timeout` passes; returns `done()`.
     @discardableResult
     static func run(_ base: EventBase, timeout: Duration = .seconds(5), until done: @escaping @Sendable () -> Bool) throws -> Bool {
-        let deadline = now() + timeout
-        let ticker = try Event.timer(base: base, persist: true) { event, _ in
-            if done() || now() >= deadline { try? event.base.loopBreak() }
-        }
-        try ticker.add(timeout: .milliseconds(2))
-        try base.loop()
-        try ticker.delete()
-        return done()
+        try runLoop(base, timeout: timeout, until: done)
     }
 
     static func finish(_ base: EventBase, _ bufferEvents: [BufferEvent] = [], listeners: [ConnectionListener] = []) {
